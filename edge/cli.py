@@ -1,0 +1,177 @@
+"""The `hemascope` command. The only module that prints."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edge.config import Profile, load_profile
+from edge.errors import HemascopeError
+
+app = typer.Typer(
+    help="hemascope: count and classify blood cells on a microscope, offline.\n\n"
+    "Start with `hemascope run` (bundled model, synthetic fields), then "
+    "`hemascope sessions` and `hemascope report SESSION`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+ProfileOpt = Annotated[Path | None, typer.Option(
+    "--profile", "-p", help="Device profile TOML (default: built-in workstation-dev).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    help="Override storage.data_dir of the profile (database and evidence images).")]
+
+
+def _profile(path: Path | None, data_dir: Path | None) -> Profile:
+    profile = load_profile(path)
+    if data_dir is not None:
+        profile.storage.data_dir = data_dir
+    return profile
+
+
+def _counts_table(title: str, classes: list[str], totals: dict[str, int],
+                  per_field: dict[str, Any], fields: int) -> Table:
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("total", justify="right")
+    table.add_column("per field", justify="right")
+    for c in classes:
+        mean = per_field.get(c)
+        table.add_row(c, str(totals.get(c, 0)), "-" if mean is None else f"{mean:.2f}")
+    table.caption = f"{fields} fields counted"
+    return table
+
+
+@app.command()
+def run(
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s",
+        help="synthetic[:SEED], folder:PATH, video:PATH or camera:INDEX "
+        "(default: the profile's source.default).")] = None,
+    profile: ProfileOpt = None,
+    sample: Annotated[str, typer.Option(help="Sample / slide id written on the requisition.")] = (
+        "unlabelled"),
+    operator: Annotated[str | None, typer.Option(help="Technician name or id.")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the session report as JSON here.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Capture fields, detect and count cells, store every field with its evidence image.
+
+    Examples:
+      hemascope run                                  # synthetic fields, bundled model
+      hemascope run -s folder:/media/usb/slide7 --sample S-0042 --operator amina
+      hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --sample S-0043
+    """
+    from edge.detector import Detector
+    from edge.report import session_summary, write_json
+    from edge.runner import Runner
+    from edge.sources import open_source
+    from edge.store import Store
+
+    prof = _profile(profile, data_dir)
+    detector = Detector(prof.model.detector, prof.backend.type, prof.backend.threads,
+                        prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size)
+    src = open_source(source or prof.source.default, prof)
+    store = Store.open(prof.storage.data_dir)
+    total = len(getattr(src, "paths", [])) or getattr(src, "count", None)
+    skipped: list[str] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("counting fields", total=total)
+
+        def on_field(_: str, outcome) -> None:
+            if outcome.status == "skipped":
+                skipped.append(f"{outcome.origin}: {outcome.reason}")
+            progress.advance(task)
+
+        session_id = Runner(prof, store, detector).run(src, sample, operator, on_field)
+    summary = session_summary(store, session_id)
+    for line in skipped:
+        err.print(f"skipped {line}", markup=False, highlight=False)
+    out.print(_counts_table(f"session {session_id[:12]}  sample {sample}", summary["classes"],
+                            summary["totals"], summary["mean_per_field"],
+                            summary["fields_counted"]))
+    out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
+              f"data {prof.storage.data_dir}", highlight=False)
+    if json_out is not None:
+        write_json(summary, json_out)
+        out.print(f"report written to {json_out}", highlight=False)
+
+
+@app.command()
+def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List stored sessions, newest first."""
+    from edge.store import Store
+
+    store = Store.open(_profile(profile, data_dir).storage.data_dir)
+    table = Table()
+    for col in ("session", "sample", "started", "status", "counted", "skipped", "model"):
+        table.add_column(col)
+    for s in store.sessions():
+        table.add_row(s["id"][:12], s["sample_id"], s["started_at"][:19], s["status"],
+                      str(s["counted"]), str(s["skipped"]), s["model_sha256"][:12])
+    out.print(table)
+
+
+@app.command()
+def report(
+    session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Where to write the JSON report (default: SESSION.json here).")] = None,
+    profile: ProfileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print a session's counts and write its JSON report."""
+    from edge.report import session_summary, write_json
+    from edge.store import Store
+
+    store = Store.open(_profile(profile, data_dir).storage.data_dir)
+    summary = session_summary(store, session)
+    out.print(_counts_table(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
+                            f"  ({summary['status']})", summary["classes"], summary["totals"],
+                            summary["mean_per_field"], summary["fields_counted"]))
+    if summary["fields_skipped"]:
+        out.print(f"{summary['fields_skipped']} fields skipped (see JSON for reasons)")
+    path = json_out or Path(f"{summary['session_id']}.json")
+    write_json(summary, path)
+    out.print(f"report written to {path}", highlight=False)
+
+
+def _add_plugins(argv: list[str]) -> None:
+    """Attach workstation command groups (train, eval, export) registered by entry points.
+
+    Only the group being invoked is imported (all of them for top-level --help), so device
+    commands such as `run` never import `training` or `export`.
+    """
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for ep in entry_points(group="hemascope.commands"):
+        if wanted is not None and ep.name != wanted:
+            continue
+        obj = ep.load()
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=ep.name)
+        else:
+            app.command(ep.name)(obj)
+
+
+def main() -> None:
+    _add_plugins(sys.argv[1:])
+    try:
+        app()
+    except HemascopeError as exc:
+        err.print(f"error: {exc.problem} — {exc.fix}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: fields stored so far are kept", markup=False)
+        sys.exit(130)

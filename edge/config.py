@@ -1,0 +1,118 @@
+"""Device profiles: one TOML file per device, validated strictly (unknown keys are errors).
+
+Every field has a default, and the defaults are the `workstation-dev` profile, so hemascope
+runs with no profile at all on a machine without a camera.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.errors import HemascopeError
+
+BUNDLED_DETECTOR = Path(__file__).parent / "models" / "detector.onnx"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceConfig(_Section):
+    name: str = Field("workstation-dev", description="Profile name, stored with every session.")
+
+
+class SourceConfig(_Section):
+    default: str = Field("synthetic", description=(
+        "Source used when `hemascope run` gets no --source: synthetic, folder:PATH, "
+        "video:PATH or camera:INDEX."))
+    synthetic_fields: int = Field(20, ge=1, description="Fields a synthetic source renders.")
+    synthetic_seed: int = Field(0, description="Seed of the synthetic renderer.")
+
+
+class CameraConfig(_Section):
+    width: int = Field(640, ge=64, description="Requested capture width in pixels.")
+    height: int = Field(480, ge=64, description="Requested capture height in pixels.")
+    fps: float = Field(15, gt=0, description="Requested frame rate.")
+    warmup_frames: int = Field(5, ge=0, description="Frames discarded after opening the camera.")
+    max_fields: int = Field(100, ge=1, description="Fields taken from a camera per session.")
+
+
+class ModelConfig(_Section):
+    detector: Path = Field(BUNDLED_DETECTOR, description=(
+        "Detector model file (.onnx); its manifest (.json) must sit beside it."))
+    input_size: int | None = Field(None, ge=32, description=(
+        "Expected square input size of the detector; the runner refuses a model of another "
+        "size. Empty: accept the size in the model manifest."))
+
+
+class BackendConfig(_Section):
+    type: Literal["onnxruntime"] = Field("onnxruntime", description="Inference runtime.")
+    threads: int = Field(0, ge=0, description="Intra-op threads (0: all cores).")
+
+
+class ThresholdsConfig(_Section):
+    confidence: float | None = Field(None, gt=0, lt=1, description=(
+        "Detection score threshold; empty: the operating threshold in the model manifest."))
+    iou: float | None = Field(None, gt=0, lt=1, description="NMS IoU threshold; empty: manifest.")
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Field(Path(user_data_dir("hemascope")), description=(
+        "Folder for the SQLite database and evidence images."))
+    evidence: bool = Field(True, description="Write an annotated JPEG per field.")
+    jpeg_quality: int = Field(85, ge=30, le=100, description="Evidence JPEG quality.")
+    min_free_mb: int = Field(200, ge=0, description=(
+        "Refuse to process a field below this free space (MB)."))
+
+
+class SyncConfig(_Section):
+    hub_url: str | None = Field(None, description="Clinic hub URL; empty: sync disabled.")
+    token_path: Path | None = Field(None, description="File holding this device's hub token.")
+
+
+class Profile(_Section):
+    device: DeviceConfig = DeviceConfig()
+    source: SourceConfig = SourceConfig()
+    camera: CameraConfig = CameraConfig()
+    model: ModelConfig = ModelConfig()
+    backend: BackendConfig = BackendConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    storage: StorageConfig = StorageConfig()
+    sync: SyncConfig = SyncConfig()
+
+
+def load_profile(path: Path | None) -> Profile:
+    """Load and validate a profile; None gives the built-in workstation-dev defaults.
+
+    Relative paths inside the file are resolved against the file's folder.
+    """
+    if path is None:
+        return Profile()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise HemascopeError(f"profile not found: {path}",
+                             "pass an existing file, e.g. firmware_config/profiles/"
+                             "workstation-dev.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HemascopeError(f"profile {path} is not valid TOML: {exc}",
+                             "fix the syntax at that line") from None
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise HemascopeError(f"profile {path}: field '{where}': {err['msg']}",
+                             "fix or remove that field (see docs/profiles.md)") from None
+    base = path.resolve().parent
+    for section, key in (("model", "detector"), ("storage", "data_dir"), ("sync", "token_path")):
+        value = getattr(getattr(profile, section), key)
+        if isinstance(value, Path) and key in data.get(section, {}):
+            setattr(getattr(profile, section), key, (base / value.expanduser()).resolve()
+                    if not value.expanduser().is_absolute() else value.expanduser())
+    return profile

@@ -1,0 +1,40 @@
+"""Evidence images: the field as captured, with every detected cell boxed and the counts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.detections import Detections
+
+# BGR colours per class index: WBC purple, RBC red, platelets teal.
+_COLOURS = ((200, 40, 160), (40, 40, 220), (160, 160, 0))
+
+
+def annotate(image: np.ndarray, det: Detections, classes: list[str]) -> np.ndarray:
+    out = image.copy()
+    for box, cid in zip(det.xyxy.astype(int), det.class_id, strict=True):
+        colour = _COLOURS[int(cid) % len(_COLOURS)]
+        cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), colour, 1, cv2.LINE_AA)
+    counts = det.counts(len(classes))
+    text = "  ".join(f"{name} {int(n)}" for name, n in zip(classes, counts, strict=True))
+    cv2.rectangle(out, (0, 0), (12 + 9 * len(text), 22), (255, 255, 255), -1)
+    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def write_jpeg_atomic(path: Path, image: np.ndarray, quality: int) -> None:
+    """Write a JPEG so that a crash never leaves a half-written file under the final name."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"JPEG encoding failed for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(buf.tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

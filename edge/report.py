@@ -1,0 +1,56 @@
+"""Session summaries: what a session counted, with which model, from the store alone."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from edge.store import Store
+
+
+def session_summary(store: Store, session_id: str) -> dict[str, Any]:
+    """A JSON-ready summary: session metadata, per-class totals, per-field counts, timings."""
+    s = store.session(session_id)
+    classes = json.loads(s["classes_json"])
+    fields = store.fields(s["id"])
+    per_field = store.field_counts(s["id"])
+    totals = store.totals(s["id"])
+    counted = [f for f in fields if f["status"] == "counted"]
+
+    def median(key: str) -> float | None:
+        values = [f[key] for f in counted if f[key] is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    return {
+        "session_id": s["id"],
+        "sample_id": s["sample_id"],
+        "operator": s["operator"],
+        "profile": s["profile_name"],
+        "source": s["source"],
+        "status": s["status"],
+        "started_at": s["started_at"],
+        "ended_at": s["ended_at"],
+        "hemascope_version": s["hemascope_version"],
+        "model": {"file": s["model_file"], "sha256": s["model_sha256"]},
+        "classes": classes,
+        "fields_counted": len(counted),
+        "fields_skipped": len(fields) - len(counted),
+        "totals": {c: int(totals.get(c, 0)) for c in classes},
+        "mean_per_field": {c: round(totals.get(c, 0) / len(counted), 3) if counted else None
+                           for c in classes},
+        "median_ms": {k: median(f"{k}_ms") for k in ("decode", "preprocess", "infer",
+                                                     "postprocess")},
+        "fields": [
+            {"idx": f["idx"], "origin": f["origin"], "status": f["status"],
+             "reason": f["reason"], "counts": per_field.get(f["idx"]),
+             "evidence": f["evidence_path"]}
+            for f in fields
+        ],
+    }
+
+
+def write_json(summary: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,51 @@
+"""Capture sources: where fields of view come from. One small protocol, several kinds.
+
+A source spec on the command line is `synthetic`, `folder:PATH`, `video:PATH` or
+`camera:INDEX`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from edge.config import Profile
+from edge.errors import HemascopeError
+from edge.frame import Frame, Unreadable
+
+SCHEMES = ("synthetic", "folder", "video", "camera")
+
+
+class Source(Protocol):
+    name: str  # the spec it was opened from, stored with the session
+
+    def frames(self) -> Iterator[Frame | Unreadable]:
+        """Fields in capture order; an unreadable one is reported, not raised."""
+        ...
+
+
+def open_source(spec: str, profile: Profile) -> Source:
+    """Open a source from its spec, or raise a HemascopeError that says how to write one."""
+    scheme, _, arg = spec.partition(":")
+    if scheme == "synthetic":
+        from edge.sources.synthetic import SyntheticSource
+
+        seed = int(arg) if arg else profile.source.synthetic_seed
+        return SyntheticSource(count=profile.source.synthetic_fields, seed=seed)
+    if scheme == "folder" and arg:
+        from edge.sources.folder import FolderSource
+
+        return FolderSource(Path(arg))
+    if scheme == "video" and arg:
+        from edge.sources.video import VideoSource
+
+        return VideoSource(Path(arg))
+    if scheme == "camera" and arg.isdigit():
+        from edge.sources.camera import CameraSource
+
+        return CameraSource(int(arg), profile.camera)
+    raise HemascopeError(
+        f"unknown source {spec!r}",
+        "use one of: synthetic, folder:PATH, video:PATH, camera:INDEX (e.g. camera:0)",
+    )

@@ -1,0 +1,1 @@
+"""Convert trained checkpoints into device artifacts, each with a manifest."""

@@ -1,0 +1,54 @@
+"""ONNX (fp32) export of an Ultralytics detector checkpoint, with its hemascope manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from edge.manifest import ModelInput, ModelManifest, ModelThresholds, sha256_file, write_manifest
+from training.offline import configure_offline
+from training.train import command_line
+
+
+def training_manifest(checkpoint: Path) -> dict:
+    """The manifest `hemascope train` wrote for the run that produced this checkpoint, if any."""
+    parents = checkpoint.resolve().parents  # RUN/train/weights/best.pt
+    path = parents[2] / "manifest.json" if len(parents) > 2 else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}
+
+
+def export_onnx(checkpoint: Path, out: Path, imgsz: int | None = None,
+                opset: int = 18) -> ModelManifest:
+    """Export `checkpoint` to `out` (.onnx) and write `out`'s manifest beside it."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    train_info = training_manifest(checkpoint)
+    size = imgsz or int(train_info.get("imgsz", 416))
+    model = YOLO(str(checkpoint))
+    started = time.time()
+    produced = Path(model.export(format="onnx", imgsz=size, simplify=True, opset=opset,
+                                 dynamic=False, half=False, device="cpu"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if produced.resolve() != out.resolve():
+        shutil.move(produced, out)
+    names = model.names
+    manifest = ModelManifest(
+        task="detect",
+        classes=[names[i] for i in sorted(names)],
+        input=ModelInput(height=size, width=size),
+        thresholds=ModelThresholds(),
+        file=out.name,
+        sha256=sha256_file(out),
+        precision="fp32",
+        training=train_info,
+        export={"command": command_line(), "source_checkpoint": checkpoint.name,
+                "source_sha256": sha256_file(checkpoint), "opset": opset,
+                "seconds": round(time.time() - started, 1)},
+    )
+    write_manifest(out, manifest)
+    return manifest

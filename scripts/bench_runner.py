@@ -1,0 +1,113 @@
+"""Benchmark: raw onnxruntime inference vs the whole runner, per field, on the same frames.
+
+Prints a table and writes JSON. Run it on an idle machine (no training in the background):
+
+    python scripts/bench_runner.py --folder ../shared/datasets/detection/bccd/JPEGImages \
+        --frames 150 --json docs/bench/runner.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from edge.config import Profile
+from edge.detect import letterbox, to_tensor
+from edge.detector import Detector
+from edge.runner import Runner
+from edge.sources.folder import IMAGE_SUFFIXES, FolderSource, read_image
+from edge.store import Store
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def raw_inference(detector: Detector, images: list[np.ndarray], warmup: int = 5) -> list[float]:
+    tensors = [to_tensor(letterbox(im, detector.size)[0]) for im in images]
+    for t in tensors[:warmup]:
+        detector.backend.infer(t)
+    times = []
+    for t in tensors:
+        t0 = time.perf_counter()
+        detector.backend.infer(t)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def end_to_end(profile: Profile, folder: Path, data_dir: Path) -> list[float]:
+    """Wall time between consecutive stored fields (decode, detect, evidence, commit)."""
+    profile.storage.data_dir = data_dir
+    detector = Detector(profile.model.detector)
+    store = Store.open(data_dir)
+    stamps: list[float] = []
+    Runner(profile, store, detector).run(FolderSource(folder), "bench", None,
+                                         lambda _sid, _o: stamps.append(time.perf_counter()))
+    return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def runner_peak_rss_mb(folder: Path, data_dir: Path) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "edge", "run", "-s", f"folder:{folder}",
+                    "--data-dir", str(data_dir), "--sample", "bench-rss"],
+                   check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024  # Linux reports KiB
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folder", type=Path, required=True, help="folder of real field images")
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--json", type=Path, help="write results here")
+    args = ap.parse_args()
+
+    paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = paths[: args.frames]
+    profile = Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = Path(tmp) / "frames"
+        frames.mkdir()
+        for p in paths:
+            os.symlink(p.resolve(), frames / p.name)
+        detector = Detector(profile.model.detector)
+        raw = raw_inference(detector, [read_image(p) for p in paths])
+        e2e = end_to_end(profile, frames, Path(tmp) / "data")
+        rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
+    result = {
+        "frames": len(paths),
+        "model": {"file": detector.model_path.name, "sha256": detector.sha256,
+                  "input": list(detector.size)},
+        "raw_infer_ms": {"median": statistics.median(raw), "p90": pct(raw, 90)},
+        "end_to_end_ms_per_field": {"median": statistics.median(e2e), "p90": pct(e2e, 90)},
+        "ratio_end_to_end_over_raw": statistics.median(e2e) / statistics.median(raw),
+        "runner_peak_rss_mb": rss,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "onnxruntime": onnxruntime.__version__, "processor": platform.machine()},
+    }
+    print(f"frames {result['frames']}  model {detector.model_path.name} "
+          f"{detector.size[0]}x{detector.size[1]}")
+    print(f"raw onnxruntime inference   median {result['raw_infer_ms']['median']:7.2f} ms")
+    print(f"end-to-end per field        median "
+          f"{result['end_to_end_ms_per_field']['median']:7.2f} ms")
+    print(f"ratio                       {result['ratio_end_to_end_over_raw']:.3f}x")
+    print(f"runner peak RSS             {rss:7.1f} MB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The device runner end to end through the real CLI, with the bundled model."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.store import Store
+
+from .conftest import BUNDLED_MODEL, ROOT, needs_datasets, run_cli
+
+
+def _check_totals(data_dir: Path, report: dict) -> None:
+    """Totals in SQLite = per-field sums = the JSON report."""
+    store = Store.open(data_dir)
+    sid = report["session_id"]
+    per_field = store.field_counts(sid)
+    sums = {c: sum(f.get(c, 0) for f in per_field.values()) for c in report["classes"]}
+    assert store.totals(sid) == sums == report["totals"]
+    assert sum(1 for f in store.fields(sid) if f["status"] == "counted") == \
+        report["fields_counted"]
+
+
+def test_synthetic_run_prints_counts_and_stores_evidence(tmp_path):
+    result = run_cli("run", "--data-dir", str(tmp_path), "--sample", "S-1",
+                     "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["fields_counted"] == 20 and report["status"] == "finished"
+    assert report["totals"]["RBC"] > 20 * 5
+    assert f"RBC       │ {report['totals']['RBC']}" in result.stdout
+    assert report["model"]["sha256"] == json.loads(
+        BUNDLED_MODEL.with_suffix(".json").read_text())["sha256"]
+    evidence = [tmp_path / f["evidence"] for f in report["fields"]]
+    assert all(cv2.imread(str(p)) is not None for p in evidence)
+    _check_totals(tmp_path, report)
+
+
+def test_bad_images_are_skipped_recorded_and_the_rest_counted(tmp_path, datasets):
+    src = tmp_path / "slide"
+    src.mkdir()
+    images = sorted((datasets / "detection" / "bccd" / "JPEGImages").glob("*.jpg"))[:3]
+    for p in images:
+        shutil.copy(p, src / p.name)
+    (src / "zz_truncated.jpg").write_bytes(images[0].read_bytes()[:5000])
+    (src / "zz_corrupt.png").write_bytes(b"\x89PNG broken")
+    data = tmp_path / "data"
+    result = run_cli("run", "-s", f"folder:{src}", "--data-dir", str(data),
+                     "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["fields_counted"], report["fields_skipped"]) == (3, 2)
+    skipped = {Path(f["origin"]).name: f["reason"] for f in report["fields"]
+               if f["status"] == "skipped"}
+    assert "truncated" in skipped["zz_truncated.jpg"] and "zz_corrupt.png" in skipped
+    assert "zz_truncated.jpg" in result.stderr
+    _check_totals(data, report)
+
+
+def test_sessions_and_report_commands(tmp_path):
+    assert run_cli("run", "--data-dir", str(tmp_path), "--sample", "S-77").returncode == 0
+    listing = run_cli("sessions", "--data-dir", str(tmp_path))
+    assert "S-77" in listing.stdout and "finished" in listing.stdout
+    sid = Store.open(tmp_path).sessions()[0]["id"]
+    out = tmp_path / "rep.json"
+    rep = run_cli("report", sid[:10], "--data-dir", str(tmp_path), "--json", str(out))
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(out.read_text())["session_id"] == sid
+
+
+def _one_line_error(result, *needles: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_inputs_give_one_line_and_store_nothing(tmp_path):
+    data = tmp_path / "data"
+    bad_profile = tmp_path / "p.toml"
+    bad_profile.write_text("[storage]\nevidense = true\n")
+    _one_line_error(run_cli("run", "-p", str(bad_profile), "--data-dir", str(data)),
+                    "storage.evidense")
+    _one_line_error(run_cli("run", "-s", "usb:1", "--data-dir", str(data)), "unknown source")
+    _one_line_error(run_cli("run", "-s", "camera:63", "--data-dir", str(data)),
+                    "camera 63 not found")
+    model = tmp_path / "m.onnx"
+    shutil.copy(BUNDLED_MODEL, model)
+    shutil.copy(BUNDLED_MODEL.with_suffix(".json"), model.with_suffix(".json"))
+    with model.open("r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00\x01\x02")
+    tampered = tmp_path / "t.toml"
+    tampered.write_text(f"[model]\ndetector = '{model}'\n")
+    _one_line_error(run_cli("run", "-p", str(tampered), "--data-dir", str(data)),
+                    "does not match its manifest")
+    missing = tmp_path / "missing.toml"
+    missing.write_text(f"[model]\ndetector = '{tmp_path / 'none.onnx'}'\n")
+    _one_line_error(run_cli("run", "-p", str(missing), "--data-dir", str(data)),
+                    "model file not found")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    _one_line_error(run_cli("run", "--data-dir", str(blocker / "data")), "not writable")
+    # the camera error happened after the session started: it is kept, marked interrupted
+    statuses = [s["status"] for s in Store.open(data).sessions()]
+    assert statuses == ["interrupted"]
+
+
+def test_disk_space_guard_keeps_stored_fields(tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text("[storage]\nmin_free_mb = 100000000\n")
+    result = run_cli("run", "-p", str(profile), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2 and "MB free" in result.stderr
+    assert [s["status"] for s in Store.open(tmp_path / "d").sessions()] == ["interrupted"]
+
+
+@pytest.mark.parametrize("command", [["run"], ["sessions"]])
+def test_device_commands_import_no_workstation_code(tmp_path, command):
+    probe = (
+        "import sys\n"
+        "from edge.cli import main\n"
+        f"sys.argv = ['hemascope', *{command!r}, '--data-dir', {str(tmp_path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'torch', 'ultralytics', 'training', 'export', 'torchvision'})\n"
+        "print('HEAVY', bad)\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+
+
+def test_bccd_folder_totals_match(tmp_path):
+    """Acceptance: all 274 BCCD images; SQLite totals = per-field sums = JSON report."""
+    folder = needs_datasets() / "detection" / "bccd" / "JPEGImages"
+    result = run_cli("run", "-s", f"folder:{folder}", "--data-dir", str(tmp_path),
+                     "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["fields_counted"] == 274 and report["fields_skipped"] == 0
+    _check_totals(tmp_path, report)
+    assert np.isclose(report["mean_per_field"]["WBC"], report["totals"]["WBC"] / 274, atol=1e-3)

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from edge.config import Profile, load_profile
+from edge.errors import HemascopeError
+
+PROFILES = Path(__file__).resolve().parents[1] / "firmware_config" / "profiles"
+
+
+@pytest.mark.parametrize("path", sorted(PROFILES.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_profile_validates(path):
+    profile = load_profile(path)
+    assert profile.device.name == path.stem
+
+
+def test_workstation_dev_file_equals_the_builtin_defaults():
+    assert load_profile(PROFILES / "workstation-dev.toml") == Profile()
+
+
+def test_no_profile_gives_defaults():
+    assert load_profile(None) == Profile()
+
+
+def test_unknown_key_is_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[camera]\nwidht = 640\n")
+    with pytest.raises(HemascopeError, match=r"field 'camera\.widht'"):
+        load_profile(bad)
+
+
+def test_wrong_type_is_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[storage]\njpeg_quality = 'high'\n")
+    with pytest.raises(HemascopeError, match=r"field 'storage\.jpeg_quality'"):
+        load_profile(bad)
+
+
+def test_unknown_backend_is_rejected(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[backend]\ntype = 'cuda-magic'\n")
+    with pytest.raises(HemascopeError, match=r"field 'backend\.type'"):
+        load_profile(bad)
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[camera\n")
+    with pytest.raises(HemascopeError, match="not valid TOML"):
+        load_profile(bad)
+    with pytest.raises(HemascopeError, match="profile not found"):
+        load_profile(tmp_path / "nope.toml")
+
+
+def test_relative_paths_resolve_against_the_profile(tmp_path):
+    (tmp_path / "p.toml").write_text("[storage]\ndata_dir = 'data'\n[model]\ndetector = 'm.onnx'\n")
+    profile = load_profile(tmp_path / "p.toml")
+    assert profile.storage.data_dir == tmp_path / "data"
+    assert profile.model.detector == tmp_path / "m.onnx"
+
+
+def test_every_profile_key_is_documented():
+    doc = (PROFILES.parents[1] / "docs" / "profiles.md").read_text()
+    for section, field in Profile.model_fields.items():
+        assert f"## [{section}]" in doc
+        for key in type(field.default).model_fields:
+            assert f"| `{key}` |" in doc, f"{section}.{key} missing from docs/profiles.md"

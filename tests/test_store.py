@@ -1,0 +1,72 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.errors import HemascopeError
+from edge.store import FieldRecord, Store
+
+CLASSES = ["WBC", "RBC", "Platelets"]
+
+
+def _start(store: Store) -> str:
+    return store.start_session(sample_id="S-1", operator="amina", profile_name="test",
+                               profile_json="{}", source="synthetic", model_file="m.onnx",
+                               model_sha256="abc", classes=CLASSES, version="0")
+
+
+def _record(idx: int, classes: list[int]) -> FieldRecord:
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.float32), (len(classes), 1))
+    return FieldRecord(idx=idx, origin=f"f{idx}", captured_at="2026-01-01T00:00:00",
+                       status="counted", detections=Detections.from_arrays(boxes, classes))
+
+
+def test_totals_are_sums_of_counted_fields(tmp_path):
+    store = Store.open(tmp_path)
+    sid = _start(store)
+    store.add_field(sid, "abc", CLASSES, _record(0, [0, 1, 1, 2]))
+    store.add_field(sid, "abc", CLASSES, _record(1, [1, 1, 1]))
+    store.add_field(sid, "abc", CLASSES, FieldRecord(idx=2, origin="bad.jpg", captured_at="x",
+                                                     status="skipped", reason="truncated"))
+    assert store.totals(sid) == {"WBC": 1, "RBC": 5, "Platelets": 1}
+    assert store.field_counts(sid)[1] == {"WBC": 0, "RBC": 3, "Platelets": 0}
+    row = store.sessions()[0]
+    assert (row["counted"], row["skipped"]) == (2, 1)
+
+
+def test_a_failing_field_leaves_nothing_half_written(tmp_path):
+    store = Store.open(tmp_path)
+    sid = _start(store)
+    store.add_field(sid, "abc", CLASSES, _record(0, [1]))
+    with pytest.raises(sqlite3.IntegrityError):  # same idx twice: the insert fails
+        store.add_field(sid, "abc", CLASSES, _record(0, [1, 1, 1]))
+    # a class id outside the class list fails after the field row was inserted
+    with pytest.raises(IndexError):
+        store.add_field(sid, "abc", CLASSES, _record(1, [7]))
+    assert [f["idx"] for f in store.fields(sid)] == [0]
+    assert store.totals(sid) == {"WBC": 0, "RBC": 1, "Platelets": 0}
+    assert store.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 1
+
+
+def test_data_survives_reopening(tmp_path):
+    store = Store.open(tmp_path)
+    sid = _start(store)
+    store.add_field(sid, "abc", CLASSES, _record(0, [0, 1]))
+    store.finish_session(sid)
+    store.close()
+    again = Store.open(tmp_path)
+    assert again.session(sid[:8])["status"] == "finished"
+    assert again.totals(sid) == {"WBC": 1, "RBC": 1, "Platelets": 0}
+
+
+def test_unknown_session_prefix(tmp_path):
+    with pytest.raises(HemascopeError, match="no session"):
+        Store.open(tmp_path).session("ffff")
+
+
+def test_unwritable_data_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(HemascopeError, match="not writable"):
+        Store.open(blocker / "data")

@@ -1,0 +1,1 @@
+"""Workstation side of hemascope: dataset import, training and evaluation."""

@@ -1,0 +1,106 @@
+"""`hemascope train ...` and `hemascope eval`: workstation commands (need the `train` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge.errors import HemascopeError
+
+train_app = typer.Typer(
+    help="Train models on a workstation (needs: pip install 'hemascope[train]').",
+    no_args_is_help=True,
+)
+
+
+def require_train_extra() -> None:
+    """Fail with the install command when the workstation packages are missing."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "ultralytics", "yaml") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HemascopeError(f"this command needs {', '.join(missing)} (not installed)",
+                             "pip install 'hemascope[train]' on a workstation")
+
+
+@train_app.command("detect")
+def train_detect(
+    data: Annotated[list[Path], typer.Argument(
+        help="Dataset folders (YOLO with data.yaml, or Pascal VOC), in label priority order.",
+        exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option(
+        help="Run folder: merged data, checkpoints, manifest.")] = Path("runs/detect"),
+    model: Annotated[str, typer.Option(help="Ultralytics model yaml (trained from scratch).")] = (
+        "yolo11n.yaml"),
+    weights: Annotated[Path | None, typer.Option(
+        help="Warm-start from this checkpoint (.pt) instead of random weights.")] = None,
+    imgsz: Annotated[int, typer.Option(help="Square training input size in pixels.")] = 416,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    device: Annotated[str, typer.Option(help="'cpu', or a CUDA device index such as '0'.")] = "cpu",
+    val_fraction: Annotated[float, typer.Option(
+        help="Share of images sent to val for sources without a split of their own.")] = 0.2,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
+) -> None:
+    """Train the RBC/WBC/Platelets detector.
+
+    Example: hemascope train detect ../shared/datasets/detection/txl-pbc
+    ../shared/datasets/detection/cbc --val-fraction 0 --out runs/detector --epochs 20
+    """
+    require_train_extra()
+    from training.train import DetectTrainConfig, train_detector
+
+    cfg = DetectTrainConfig(data=data, out=out, model=model, imgsz=imgsz, epochs=epochs,
+                            batch=batch, device=device, weights=weights,
+                            val_fraction=val_fraction)
+    manifest = train_detector(cfg, resume=resume)
+    typer.echo(f"trained: {manifest}")
+    typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")
+
+
+def eval_command(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx with its manifest).",
+                                          exists=True, dir_okay=False)],
+    data: Annotated[Path, typer.Option(help="YOLO dataset folder (images/SPLIT, labels/SPLIT), "
+                                       "e.g. the data/ folder of a training run.",
+                                       exists=True, file_okay=False)],
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "val",
+    set_threshold: Annotated[bool, typer.Option(
+        help="Choose the operating score threshold on this split (val only) and record it "
+        "with the metrics in the model manifest.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
+) -> None:
+    """Measure a detector through the device runtime: mAP50, mAP50-95, per-class AP and
+    per-image count errors at the operating threshold.
+
+    Example: hemascope eval edge/models/detector.onnx --data runs/detector/data --set-threshold
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from training.evaluate import evaluate_detector
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"evaluating on {split}", total=None)
+        result = evaluate_detector(model, data, split, set_threshold,
+                                   lambda i, n: bar.update(task, completed=i, total=n))
+    table = Table(title=f"{model.name} on {data.name}/{split} ({result['images']} images)")
+    for col in ("class", "AP50", "AP50-95", "count MAE/img", "exact %", "total rel. err"):
+        table.add_column(col, justify="right")
+    for name, ap50 in result["AP50"].items():
+        c = result["counting"][name]
+        table.add_row(name, f"{ap50:.3f}", f"{result['AP50-95'][name]:.3f}",
+                      f"{c['mae_per_image']:.2f}", f"{100 * c['exact_share']:.1f}",
+                      f"{100 * c['total_relative_error']:+.1f}%")
+    table.add_row("all", f"{result['mAP50']:.3f}", f"{result['mAP50-95']:.3f}", "", "", "")
+    table.caption = f"operating threshold {result['operating_threshold']:.2f}" + (
+        " (chosen on this split, written to the manifest)" if set_threshold else "")
+    Console().print(table)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,77 @@
+"""Evaluate an exported detector through `edge` itself, on a YOLO dataset split."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.detections import Detections
+from edge.detector import Detector
+from edge.manifest import ModelManifest, manifest_path
+from edge.sources.folder import IMAGE_SUFFIXES, read_image
+from training.metrics import choose_threshold, count_errors, detection_metrics
+
+EVAL_CONFIDENCE = 0.001  # keep low-score boxes so the precision-recall curve is complete
+
+
+def load_truth(label: Path, width: int, height: int) -> Detections:
+    rows = [line.split() for line in label.read_text().splitlines() if line.strip()] \
+        if label.is_file() else []
+    if not rows:
+        return Detections.empty()
+    arr = np.array(rows, dtype=np.float32)
+    cx, cy, w, h = arr[:, 1] * width, arr[:, 2] * height, arr[:, 3] * width, arr[:, 4] * height
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return Detections.from_arrays(xyxy, arr[:, 0].astype(np.int64))
+
+
+def predict_split(model: Path, data: Path, split: str,
+                  progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[list[Detections], list[Detections], list[str]]:
+    detector = Detector(model, confidence=EVAL_CONFIDENCE)
+    images = sorted(p for p in (data / "images" / split).iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"no images in {data / 'images' / split}")
+    preds, truths = [], []
+    for i, path in enumerate(images):
+        image = read_image(path)
+        preds.append(detector(image).detections)
+        truths.append(load_truth(data / "labels" / split / f"{path.stem}.txt",
+                                 image.shape[1], image.shape[0]))
+        if progress:
+            progress(i + 1, len(images))
+    return preds, truths, detector.classes
+
+
+def evaluate_detector(model: Path, data: Path, split: str = "val", set_threshold: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """mAP and counting errors of `model` on DATA/images/SPLIT.
+
+    With set_threshold, the operating score threshold is chosen on this split and written,
+    with the metrics, into the model's manifest (only allowed on a validation split).
+    """
+    preds, truths, classes = predict_split(model, data, split, progress)
+    mpath = manifest_path(model)
+    manifest = ModelManifest.model_validate(json.loads(mpath.read_text()))
+    threshold = choose_threshold(preds, truths, classes) if set_threshold \
+        else manifest.thresholds.confidence
+    det = detection_metrics(preds, truths, classes)
+    result = {
+        "model": model.name, "sha256": manifest.sha256, "data": str(data), "split": split,
+        "images": len(preds), "mAP50": det.map50, "mAP50-95": det.map50_95,
+        "AP50": det.ap50, "AP50-95": det.ap50_95,
+        "operating_threshold": threshold,
+        "counting": count_errors(preds, truths, classes, threshold),
+    }
+    if set_threshold:
+        if split != "val":
+            raise ValueError("the operating threshold may only be chosen on the val split")
+        manifest.thresholds.confidence = threshold
+        manifest.metrics = {"val": result}
+        mpath.write_text(manifest.model_dump_json(indent=2) + "\n")
+    return result

@@ -1,0 +1,90 @@
+"""Train a cell detector with Ultralytics, offline, from a model yaml (no downloaded weights)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.datasets import merge
+from training.offline import configure_offline
+
+
+@dataclass
+class DetectTrainConfig:
+    data: list[Path]
+    out: Path
+    model: str = "yolo11n.yaml"
+    imgsz: int = 416
+    epochs: int = 20
+    batch: int = 16
+    device: str = "cpu"
+    weights: Path | None = None  # warm start from a previous checkpoint
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+def command_line() -> str:
+    """The command that is running, for manifests (so every model says how it was made)."""
+    return shlex.join(["hemascope", *sys.argv[1:]])
+
+
+def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
+    """Merge the datasets, train, validate best.pt and write OUT/manifest.json. Returns it."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    last = cfg.out / "train" / "weights" / "last.pt"
+    data_dir = cfg.out / "data"
+    started = time.time()
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"nothing to resume: {last} does not exist; start without --resume")
+        YOLO(str(last)).train(resume=True)
+        merge_info = json.loads((data_dir / "merge.json").read_text())
+    else:
+        report = merge(cfg.data, data_dir, cfg.val_fraction)
+        merge_info = {"data_digest": report.data_digest, "splits": report.splits,
+                      "kept": report.kept, "duplicates_dropped": report.duplicates_dropped,
+                      "sources": [str(p) for p in cfg.data]}
+        model = YOLO(str(cfg.weights) if cfg.weights else cfg.model)
+        model.train(
+            data=str(data_dir / "data.yaml"), epochs=cfg.epochs, imgsz=cfg.imgsz,
+            batch=cfg.batch, device=cfg.device, workers=0, project=str(cfg.out.resolve()),
+            name="train", exist_ok=True, pretrained=bool(cfg.weights), amp=cfg.device != "cpu",
+            seed=cfg.seed, deterministic=True, plots=False,
+            close_mosaic=max(1, cfg.epochs // 4),
+            # Microscope fields have no "up": vertical flips are as valid as horizontal ones.
+            flipud=0.5, fliplr=0.5,
+        )
+    best = cfg.out / "train" / "weights" / "best.pt"
+    metrics = YOLO(str(best)).val(data=str(data_dir / "data.yaml"), imgsz=cfg.imgsz,
+                                  batch=cfg.batch, device=cfg.device, plots=False,
+                                  project=str(cfg.out.resolve()), name="val", exist_ok=True)
+    names = metrics.names
+    manifest = {
+        "task": "detect",
+        "classes": [names[i] for i in sorted(names)],
+        "imgsz": cfg.imgsz,
+        "architecture": cfg.model,
+        "warm_start": str(cfg.weights) if cfg.weights else None,
+        "epochs": cfg.epochs,
+        "device": cfg.device,
+        "data": merge_info,
+        "command": command_line(),
+        "train_wall_seconds": round(time.time() - started, 1),
+        "val_metrics_ultralytics": {
+            "mAP50": float(metrics.box.map50), "mAP50-95": float(metrics.box.map),
+            "per_class_AP50": {names[int(c)]: float(metrics.box.ap50[i])
+                               for i, c in enumerate(metrics.box.ap_class_index)},
+        },
+        "weights": str(best),
+    }
+    path = cfg.out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
