@@ -24,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ProfileOpt = Annotated[Path | None, typer.Option(
     "--profile", "-p", help="Device profile TOML (default: built-in workstation-dev).")]
