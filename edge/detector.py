@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends import Backend, load_backend
-from edge.detect import decode_yolo, letterbox, to_tensor
+from edge.detect import Letterbox, decode_yolo, letterbox, to_tensor
 from edge.detections import Detections
 from edge.errors import HemascopeError
 from edge.manifest import ModelManifest, load_verified
@@ -19,6 +19,16 @@ from edge.manifest import ModelManifest, load_verified
 class Timed:
     detections: Detections
     timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A field ready for the model: input tensor, how it was letterboxed, original shape."""
+
+    tensor: np.ndarray
+    letterbox: Letterbox
+    shape: tuple[int, int]
+    preprocess_ms: float
 
 
 class Detector:
@@ -47,14 +57,22 @@ class Detector:
     def sha256(self) -> str:
         return self.manifest.sha256
 
-    def __call__(self, image: np.ndarray) -> Timed:
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Letterbox and convert to the model's input (safe to run in another thread)."""
         t0 = time.perf_counter()
         padded, lb = letterbox(image, self.size, self.manifest.input.letterbox_pad)
         tensor = to_tensor(padded)
+        return Prepared(tensor, lb, image.shape[:2], (time.perf_counter() - t0) * 1e3)
+
+    def detect(self, prepared: Prepared) -> Timed:
+        """Run the model on a prepared field and decode its boxes in original pixels."""
+        t0 = time.perf_counter()
+        output = self.backend.infer(prepared.tensor)[0]
         t1 = time.perf_counter()
-        output = self.backend.infer(tensor)[0]
+        det = decode_yolo(output, prepared.letterbox, prepared.shape, self.confidence, self.iou)
         t2 = time.perf_counter()
-        det = decode_yolo(output, lb, image.shape[:2], self.confidence, self.iou)
-        t3 = time.perf_counter()
-        return Timed(det, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
-                           "postprocess": (t3 - t2) * 1e3})
+        return Timed(det, {"preprocess": prepared.preprocess_ms, "infer": (t1 - t0) * 1e3,
+                           "postprocess": (t2 - t1) * 1e3})
+
+    def __call__(self, image: np.ndarray) -> Timed:
+        return self.detect(self.prepare(image))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from datetime import UTC, datetime
 
 from edge import __version__
 from edge.config import Profile
-from edge.detector import Detector
+from edge.detector import Detector, Timed
 from edge.errors import HemascopeError
 from edge.evidence import annotate, write_jpeg_atomic
 from edge.frame import Frame, Unreadable
@@ -32,8 +34,41 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
+_END = object()  # marks the end of a pipeline queue
+
+
+class _Pipe:
+    """A bounded queue between two pipeline stages that gives up when the run is stopping."""
+
+    def __init__(self, stop: threading.Event, size: int = 2) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        self.stop = stop
+
+    def put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> object:
+        while True:
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return _END
+
+
 class Runner:
-    """Runs one session: start it, process every field the source yields, finish it."""
+    """Runs one session: start it, process every field the source yields, finish it.
+
+    Three stages overlap so that the model never waits for the disk: a reader thread decodes
+    and letterboxes the next field, the calling thread runs the model, and a writer thread
+    writes the evidence image and commits the field. Fields are stored in capture order.
+    """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector) -> None:
         self.profile = profile
@@ -44,8 +79,8 @@ class Runner:
             on_field: Callable[[str, FieldOutcome], None] | None = None) -> str:
         """Process the whole source as one session and return its id.
 
-        If the run stops early (error, Ctrl-C, camera gone), the session is marked
-        'interrupted' and every field stored so far is kept.
+        If the run stops early (error, Ctrl-C, camera gone), every field captured before the
+        stop is still stored, the session is marked 'interrupted' and the error is raised.
         """
         session_id = self.store.start_session(
             sample_id=sample_id, operator=operator, profile_name=self.profile.device.name,
@@ -55,20 +90,64 @@ class Runner:
         )
         status = "interrupted"
         try:
-            frames = iter(source.frames())
-            while True:
-                t0 = time.perf_counter()
-                item = next(frames, None)
-                if item is None:
-                    break
-                decode_ms = (time.perf_counter() - t0) * 1e3
-                outcome = self.process(session_id, item, decode_ms)
-                if on_field is not None:
-                    on_field(session_id, outcome)
+            self._pipeline(session_id, source, on_field)
             status = "finished"
         finally:
             self.store.finish_session(session_id, status)
         return session_id
+
+    def _pipeline(self, session_id: str, source: Source,
+                  on_field: Callable[[str, FieldOutcome], None] | None) -> None:
+        stop = threading.Event()
+        prepared, detected = _Pipe(stop), _Pipe(stop)
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                frames = iter(source.frames())
+                while True:
+                    t0 = time.perf_counter()
+                    item = next(frames, _END)
+                    if item is _END:
+                        break
+                    decode_ms = (time.perf_counter() - t0) * 1e3
+                    prep = self.detector.prepare(item.image) if isinstance(item, Frame) else None
+                    if not prepared.put((item, prep, decode_ms)):
+                        return
+            except BaseException as exc:  # handed to the main thread, raised there
+                prepared.put(exc)
+            prepared.put(_END)
+
+        def write() -> None:
+            try:
+                while (job := detected.get()) is not _END:
+                    outcome = self._store(session_id, *job)
+                    if on_field is not None:
+                        on_field(session_id, outcome)
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+
+        reader = threading.Thread(target=read, name="hemascope-reader", daemon=True)
+        writer = threading.Thread(target=write, name="hemascope-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            while (job := prepared.get()) is not _END:
+                if isinstance(job, BaseException):
+                    errors.append(job)
+                    break
+                item, prep, decode_ms = job
+                result = self.detector.detect(prep) if prep is not None else None
+                if not detected.put((item, result, decode_ms)):
+                    break
+        finally:
+            detected.put(_END)  # the writer stores every field detected so far, then stops
+            writer.join()
+            stop.set()
+            reader.join(timeout=5)
+        if errors:
+            raise errors[0]
 
     def _check_free_space(self) -> None:
         free_mb = shutil.disk_usage(self.store.data_dir).free / 2**20
@@ -79,19 +158,18 @@ class Runner:
                 "free space or sync and archive old sessions; stored fields are safe",
             )
 
-    def process(self, session_id: str, item: Frame | Unreadable, decode_ms: float
-                ) -> FieldOutcome:
-        """Detect, annotate and store one field (or record why it was skipped)."""
+    def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
+               decode_ms: float) -> FieldOutcome:
+        """Write the evidence image and commit one field (or record why it was skipped)."""
         self._check_free_space()
         classes = self.detector.classes
-        if isinstance(item, Unreadable):
+        if isinstance(item, Unreadable) or result is None:
             record = FieldRecord(idx=item.index, origin=item.origin, captured_at=_iso(time.time()),
                                  status="skipped", reason=item.reason,
                                  timings_ms={"decode": decode_ms})
             self.store.add_field(session_id, self.detector.sha256, classes, record)
             return FieldOutcome(item.index, item.origin, "skipped", item.reason, None,
                                 record.timings_ms)
-        result = self.detector(item.image)
         timings = {"decode": decode_ms, **result.timings_ms}
         evidence_rel = None
         evidence_file = None

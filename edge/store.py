@@ -110,7 +110,10 @@ class Store:
                 f"data dir {data_dir} is not writable ({exc.strerror})",
                 "set storage.data_dir in the profile to a writable folder, or fix its permissions",
             ) from None
-        conn = sqlite3.connect(data_dir / "hemascope.db", isolation_level=None)
+        # The runner's writer thread stores fields while the main thread runs the model; the
+        # connection is used by one thread at a time (start -> writer -> finish).
+        conn = sqlite3.connect(data_dir / "hemascope.db", isolation_level=None,
+                               check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")

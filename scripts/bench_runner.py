@@ -9,6 +9,7 @@ Prints a table and writes JSON. Run it on an idle machine (no training in the ba
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -55,7 +56,7 @@ def end_to_end(profile: Profile, folder: Path, data_dir: Path) -> list[float]:
     stamps: list[float] = []
     Runner(profile, store, detector).run(FolderSource(folder), "bench", None,
                                          lambda _sid, _o: stamps.append(time.perf_counter()))
-    return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:], strict=False)]
+    return [(b - a) * 1e3 for a, b in itertools.pairwise(stamps)]
 
 
 def runner_peak_rss_mb(folder: Path, data_dir: Path) -> float:
@@ -82,10 +83,12 @@ def main() -> None:
         frames.mkdir()
         for p in paths:
             os.symlink(p.resolve(), frames / p.name)
+        # The RSS child goes first: a child forked later would inherit (and report) the
+        # memory of the decoded frames this process holds.
+        rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
         detector = Detector(profile.model.detector)
         raw = raw_inference(detector, [read_image(p) for p in paths])
         e2e = end_to_end(profile, frames, Path(tmp) / "data")
-        rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
     result = {
         "frames": len(paths),
         "model": {"file": detector.model_path.name, "sha256": detector.sha256,

@@ -149,3 +149,27 @@ def test_bccd_folder_totals_match(tmp_path):
     assert report["fields_counted"] == 274 and report["fields_skipped"] == 0
     _check_totals(tmp_path, report)
     assert np.isclose(report["mean_per_field"]["WBC"], report["totals"]["WBC"] / 274, atol=1e-3)
+
+
+def test_a_source_that_dies_keeps_every_field_captured_before(tmp_path):
+    """Camera unplugged mid-session: earlier fields stored, session interrupted, error raised."""
+    from edge.config import Profile
+    from edge.detector import Detector
+    from edge.errors import HemascopeError
+    from edge.runner import Runner
+    from edge.sources.synthetic import SyntheticSource
+
+    class DyingCamera:
+        name = "camera:test"
+
+        def frames(self):
+            yield from SyntheticSource(count=5, seed=3).frames()
+            raise HemascopeError("camera 0 stopped delivering frames", "check the cable")
+
+    profile = Profile()
+    store = Store.open(tmp_path)
+    with pytest.raises(HemascopeError, match="stopped delivering"):
+        Runner(profile, store, Detector(BUNDLED_MODEL)).run(DyingCamera(), "S-9")
+    session = store.sessions()[0]
+    assert session["status"] == "interrupted" and session["counted"] == 5
+    assert sorted(store.field_counts(session["id"])) == [0, 1, 2, 3, 4]
