@@ -39,17 +39,26 @@ def _profile(path: Path | None, data_dir: Path | None) -> Profile:
     return profile
 
 
-def _counts_table(title: str, classes: list[str], totals: dict[str, int],
-                  per_field: dict[str, Any], fields: int) -> Table:
-    table = Table(title=title)
+def _print_counts(header: str, summary: dict[str, Any],
+                  truth: dict[str, int] | None = None) -> None:
+    """The per-class count table of a session, under a one-line header.
+
+    `truth` (synthetic fields only) adds the renderer's exact counts, so a demo shows how
+    far the model is from the truth.
+    """
+    out.print(header, highlight=False)
+    table = Table()
     table.add_column("class")
     table.add_column("total", justify="right")
     table.add_column("per field", justify="right")
-    for c in classes:
-        mean = per_field.get(c)
-        table.add_row(c, str(totals.get(c, 0)), "-" if mean is None else f"{mean:.2f}")
-    table.caption = f"{fields} fields counted"
-    return table
+    if truth is not None:
+        table.add_column("true total (synthetic)", justify="right")
+    for c in summary["classes"]:
+        mean = summary["mean_per_field"].get(c)
+        row = [c, str(summary["totals"].get(c, 0)), "-" if mean is None else f"{mean:.2f}"]
+        table.add_row(*row, *([str(truth.get(c, 0))] if truth is not None else []))
+    table.caption = f"{summary['fields_counted']} fields counted"
+    out.print(table)
 
 
 @app.command()
@@ -75,7 +84,7 @@ def run(
     """
     from edge.detector import Detector
     from edge.report import session_summary, write_json
-    from edge.runner import Runner
+    from edge.runner import FieldOutcome, Runner
     from edge.sources import open_source
     from edge.store import Store
 
@@ -86,22 +95,29 @@ def run(
     store = Store.open(prof.storage.data_dir)
     total = len(getattr(src, "paths", [])) or getattr(src, "count", None)
     skipped: list[str] = []
+    truth: dict[str, int] = {}
+    truth_known = True
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("counting fields", total=total)
 
-        def on_field(_: str, outcome) -> None:
+        def on_field(_: str, outcome: FieldOutcome) -> None:
+            nonlocal truth_known
             if outcome.status == "skipped":
                 skipped.append(f"{outcome.origin}: {outcome.reason}")
+            elif outcome.truth is None:
+                truth_known = False
+            else:
+                for c, n in outcome.truth.items():
+                    truth[c] = truth.get(c, 0) + n
             progress.advance(task)
 
         session_id = Runner(prof, store, detector).run(src, sample, operator, on_field)
     summary = session_summary(store, session_id)
     for line in skipped:
         err.print(f"skipped {line}", markup=False, highlight=False)
-    out.print(_counts_table(f"session {session_id[:12]}  sample {sample}", summary["classes"],
-                            summary["totals"], summary["mean_per_field"],
-                            summary["fields_counted"]))
+    _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
+                  truth if truth_known and truth else None)
     out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
               f"data {prof.storage.data_dir}", highlight=False)
     if json_out is not None:
@@ -138,9 +154,8 @@ def report(
 
     store = Store.open(_profile(profile, data_dir).storage.data_dir)
     summary = session_summary(store, session)
-    out.print(_counts_table(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
-                            f"  ({summary['status']})", summary["classes"], summary["totals"],
-                            summary["mean_per_field"], summary["fields_counted"]))
+    _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
+                  f"  ({summary['status']})", summary)
     if summary["fields_skipped"]:
         out.print(f"{summary['fields_skipped']} fields skipped (see JSON for reasons)")
     path = json_out or Path(f"{summary['session_id']}.json")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from edge import __version__
 from edge.config import Profile
+from edge.detections import Detections
 from edge.detector import Detector, Timed
 from edge.errors import HemascopeError
 from edge.evidence import annotate, write_jpeg_atomic
@@ -28,6 +29,7 @@ class FieldOutcome:
     reason: str | None
     counts: dict[str, int] | None
     timings_ms: dict[str, float]
+    truth: dict[str, int] | None = None  # exact counts, when the source knows them (synthetic)
 
 
 def _iso(ts: float) -> str:
@@ -189,6 +191,9 @@ class Runner:
             if evidence_file is not None:  # no orphan evidence for a field that was not stored
                 evidence_file.unlink(missing_ok=True)
             raise
-        counts = result.detections.counts(len(classes))
+        def by_class(det: Detections) -> dict[str, int]:
+            return {c: int(n) for c, n in zip(classes, det.counts(len(classes)), strict=True)}
+
         return FieldOutcome(item.index, item.origin, "counted", None,
-                            {c: int(n) for c, n in zip(classes, counts, strict=True)}, timings)
+                            by_class(result.detections), timings,
+                            by_class(item.truth) if item.truth is not None else None)

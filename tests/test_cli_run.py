@@ -33,6 +33,7 @@ def test_synthetic_run_prints_counts_and_stores_evidence(tmp_path):
     assert report["fields_counted"] == 20 and report["status"] == "finished"
     assert report["totals"]["RBC"] > 20 * 5
     assert re.search(rf"RBC\s*│\s*{report['totals']['RBC']}\s*│", result.stdout), result.stdout
+    assert "true total (synthetic)" in result.stdout  # the demo shows the renderer's truth
     assert report["model"]["sha256"] == json.loads(
         BUNDLED_MODEL.with_suffix(".json").read_text())["sha256"]
     evidence = [tmp_path / f["evidence"] for f in report["fields"]]

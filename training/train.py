@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import shlex
 import sys
 import time
@@ -30,6 +31,12 @@ class DetectTrainConfig:
 def command_line() -> str:
     """The command that is running, for manifests (so every model says how it was made)."""
     return shlex.join(["hemascope", *sys.argv[1:]])
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
@@ -78,6 +85,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         "data": merge_info,
         "command": command_line(),
         "train_wall_seconds": round(time.time() - started, 1),
+        "train_cpu_seconds": round(_cpu_seconds(), 1),
         "val_metrics_ultralytics": {
             "mAP50": float(metrics.box.map50), "mAP50-95": float(metrics.box.map),
             "per_class_AP50": {names[int(c)]: float(metrics.box.ap50[i])
