@@ -14,6 +14,7 @@ from rich.table import Table
 
 from edge.config import Profile, load_profile
 from edge.errors import HemascopeError
+from edge.sync_cli import bundle_app, sync_app
 
 app = typer.Typer(
     help="hemascope: count and classify blood cells on a microscope, offline.\n\n"
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
+app.add_typer(sync_app, name="sync")
+app.add_typer(bundle_app, name="bundle")
 
 ProfileOpt = Annotated[Path | None, typer.Option(
     "--profile", "-p", help="Device profile TOML (default: built-in workstation-dev).")]
@@ -161,6 +164,28 @@ def report(
     path = json_out or Path(f"{summary['session_id']}.json")
     write_json(summary, path)
     out.print(f"report written to {path}", highlight=False)
+
+
+@app.command()
+def doctor(profile: ProfileOpt = None) -> None:
+    """Check that this device is ready: profile, model and digest, runtime, camera, disk,
+    database integrity and clock. Exit code 0 when ready, 1 when a check fails.
+
+    Example: hemascope doctor -p firmware_config/profiles/rpi5-cpu.toml
+    """
+    from edge.doctor import FAIL, run_checks
+
+    checks = run_checks(profile)
+    table = Table()
+    for col in ("check", "status", "found", "fix"):
+        table.add_column(col)
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
+    out.print(table)
+    failed = [c.name for c in checks if c.status == FAIL]
+    out.print("ready" if not failed else f"not ready: {', '.join(failed)}", highlight=False)
+    raise typer.Exit(1 if failed else 0)
 
 
 def _add_plugins(argv: list[str]) -> None:

@@ -40,6 +40,23 @@ class CameraConfig(_Section):
     fps: float = Field(15, gt=0, description="Requested frame rate.")
     warmup_frames: int = Field(5, ge=0, description="Frames discarded after opening the camera.")
     max_fields: int = Field(100, ge=1, description="Fields taken from a camera per session.")
+    reconnect_attempts: int = Field(8, ge=0, description=(
+        "Times a lost camera is reopened before the session stops (stored fields are kept)."))
+    reconnect_backoff_s: float = Field(0.5, gt=0, description=(
+        "Wait before the first reopen; doubles per failed attempt, up to 30 s."))
+
+
+class PiCameraConfig(_Section):
+    exposure_us: int | None = Field(None, gt=0, description=(
+        "Fixed exposure time in microseconds; empty: automatic (not advised: fields differ)."))
+    analogue_gain: float | None = Field(None, ge=1.0, description=(
+        "Fixed sensor gain; empty: automatic."))
+    colour_gains: tuple[float, float] | None = Field(None, description=(
+        "Locked white balance (red gain, blue gain), measured once on an empty bright field; "
+        "empty: automatic white balance."))
+    lens_position: float | None = Field(None, ge=0, description=(
+        "Fixed lens position (dioptres) for cameras with a motorised lens; focus is the "
+        "microscope stage, so autofocus stays off. Empty: leave the lens alone."))
 
 
 class ModelConfig(_Section):
@@ -71,14 +88,35 @@ class StorageConfig(_Section):
 
 
 class SyncConfig(_Section):
-    hub_url: str | None = Field(None, description="Clinic hub URL; empty: sync disabled.")
-    token_path: Path | None = Field(None, description="File holding this device's hub token.")
+    hub_url: str | None = Field(None, description=(
+        "Clinic hub URL, e.g. https://hub.clinic/api; plain http:// only to 127.0.0.1 or "
+        "localhost, so the token never crosses a network in clear text. Empty: sync disabled."))
+    token_path: Path | None = Field(None, description=(
+        "File holding this device's hub token; `hemascope sync set-token` writes it with "
+        "mode 600, and a file other users can read is refused."))
+    ca_file: Path | None = Field(None, description=(
+        "CA certificate (PEM) that signed the hub's HTTPS certificate; empty: system CAs."))
+    batch_size: int = Field(20, ge=1, le=500, description="Payloads per upload request.")
+    batch_max_kb: int = Field(4096, ge=16, description=(
+        "Payload bytes per upload request (KB); a larger single payload travels alone."))
+    timeout_s: float = Field(30, gt=0, description="Network timeout of one request (seconds).")
+    retries: int = Field(8, ge=0, description=(
+        "Failed attempts in a row before `hemascope sync` stops; payloads stay pending."))
+    backoff_s: float = Field(1.0, gt=0, description=(
+        "Delay before the first retry; doubles per failure, with random jitter."))
+    backoff_max_s: float = Field(60, gt=0, description="Longest delay between retries.")
+    evidence: bool = Field(False, description=(
+        "Include the annotated evidence JPEGs in session payloads (read from the profile the "
+        "session ran with, when it is finished)."))
+    evidence_max_kb: int = Field(512, ge=1, description=(
+        "Evidence bytes per session payload (KB); images past it are listed as omitted."))
 
 
 class Profile(_Section):
     device: DeviceConfig = DeviceConfig()
     source: SourceConfig = SourceConfig()
     camera: CameraConfig = CameraConfig()
+    picamera: PiCameraConfig = PiCameraConfig()
     model: ModelConfig = ModelConfig()
     backend: BackendConfig = BackendConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
@@ -110,7 +148,8 @@ def load_profile(path: Path | None) -> Profile:
         raise HemascopeError(f"profile {path}: field '{where}': {err['msg']}",
                              "fix or remove that field (see docs/profiles.md)") from None
     base = path.resolve().parent
-    for section, key in (("model", "detector"), ("storage", "data_dir"), ("sync", "token_path")):
+    for section, key in (("model", "detector"), ("storage", "data_dir"), ("sync", "token_path"),
+                         ("sync", "ca_file")):
         value = getattr(getattr(profile, section), key)
         if isinstance(value, Path) and key in data.get(section, {}):
             setattr(getattr(profile, section), key, (base / value.expanduser()).resolve()

@@ -40,6 +40,7 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "totals": {c: int(totals.get(c, 0)) for c in classes},
         "mean_per_field": {c: round(totals.get(c, 0) / len(counted), 3) if counted else None
                            for c in classes},
+        "telemetry": store.telemetry(s["id"]),
         "median_ms": {k: median(f"{k}_ms") for k in ("decode", "preprocess", "infer",
                                                      "postprocess")},
         "fields": [

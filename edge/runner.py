@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from edge import __version__
+from edge import __version__, telemetry
 from edge.config import Profile
 from edge.detections import Detections
 from edge.detector import Detector, Timed
@@ -90,11 +90,13 @@ class Runner:
             model_file=self.detector.model_path.name, model_sha256=self.detector.sha256,
             classes=self.detector.classes, version=__version__,
         )
+        self.store.add_telemetry(session_id, telemetry.snapshot())
         status = "interrupted"
         try:
             self._pipeline(session_id, source, on_field)
             status = "finished"
         finally:
+            self.store.add_telemetry(session_id, telemetry.snapshot())
             self.store.finish_session(session_id, status)
         return session_id
 

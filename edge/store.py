@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS cells (
     confidence REAL NOT NULL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS telemetry (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    at TEXT NOT NULL,
+    data_json TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS fields_session ON fields(session_id);
 CREATE INDEX IF NOT EXISTS cells_field ON cells(field_id);
 """
@@ -188,9 +194,22 @@ class Store:
         return field_id
 
     def finish_session(self, session_id: str, status: str = "finished") -> None:
+        """Set the final status and enqueue the sync payload: both commit, or neither."""
+        from edge.outbox import enqueue  # outbox builds on report, which imports this module
+
         with self.transaction() as conn:
             conn.execute("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?",
                          (utc_now(), status, session_id))
+            enqueue(self, session_id)
+
+    def add_telemetry(self, session_id: str, data: dict) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO telemetry (session_id, at, data_json) VALUES (?, ?, ?)",
+                         (session_id, utc_now(), json.dumps(data, sort_keys=True)))
+
+    def telemetry(self, session_id: str) -> list[dict]:
+        return [{"at": row["at"], **json.loads(row["data_json"])} for row in self.conn.execute(
+            "SELECT at, data_json FROM telemetry WHERE session_id = ? ORDER BY id", (session_id,))]
 
     def sessions(self) -> list[sqlite3.Row]:
         return self.conn.execute(

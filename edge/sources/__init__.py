@@ -1,7 +1,7 @@
 """Capture sources: where fields of view come from. One small protocol, several kinds.
 
-A source spec on the command line is `synthetic`, `folder:PATH`, `video:PATH` or
-`camera:INDEX`.
+A source spec on the command line is `synthetic`, `folder:PATH`, `video:PATH`,
+`camera:INDEX` (OpenCV / V4L2) or `picamera[:NUM]` (Raspberry Pi camera).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Protocol
 from edge.config import Profile
 from edge.errors import HemascopeError
 from edge.frame import Frame, Unreadable
-
-SCHEMES = ("synthetic", "folder", "video", "camera")
 
 
 class Source(Protocol):
@@ -41,11 +39,16 @@ def open_source(spec: str, profile: Profile) -> Source:
         from edge.sources.video import VideoSource
 
         return VideoSource(Path(arg))
+    if scheme == "picamera" and (not arg or arg.isdigit()):
+        from edge.sources.picamera import PiCameraSource
+
+        return PiCameraSource(int(arg or 0), profile.camera, profile.picamera)
     if scheme == "camera" and arg.isdigit():
         from edge.sources.camera import CameraSource
 
         return CameraSource(int(arg), profile.camera)
     raise HemascopeError(
         f"unknown source {spec!r}",
-        "use one of: synthetic, folder:PATH, video:PATH, camera:INDEX (e.g. camera:0)",
+        "use one of: synthetic, folder:PATH, video:PATH, camera:INDEX (e.g. camera:0), "
+        "picamera[:NUM]",
     )

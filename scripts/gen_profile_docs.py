@@ -1,0 +1,42 @@
+"""Regenerate docs/profiles.md from the profile model's field descriptions.
+
+    python scripts/gen_profile_docs.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.config import Profile
+
+ROOT = Path(__file__).resolve().parents[1]
+INTRO = """# Device profiles
+
+A profile is a TOML file that describes one device: where fields come from, which model and
+runtime to use, thresholds, quality control, storage and sync. `hemascope run --profile FILE`
+loads it; an unknown key or a wrong type is an error that names the key. Every key has a
+default, and the defaults are the `workstation-dev` profile. Relative paths are resolved
+against the profile's folder. Shipped profiles: `firmware_config/profiles/*.toml`.
+This page is generated from `edge/config.py` by `python scripts/gen_profile_docs.py`.
+"""
+SHOWN_DEFAULTS = {("model", "detector"): "bundled edge/models/detector.onnx",
+                  ("storage", "data_dir"): "user data dir (~/.local/share/hemascope)"}
+
+
+def render() -> str:
+    lines = [INTRO]
+    for section, field in Profile.model_fields.items():
+        model = field.default
+        lines += [f"## [{section}]", "", "| key | default | meaning |", "| --- | --- | --- |"]
+        for key, f in type(model).model_fields.items():
+            default = SHOWN_DEFAULTS.get((section, key), getattr(model, key))
+            shown = "empty" if default is None else f"`{default}`"
+            lines.append(f"| `{key}` | {shown} | {f.description} |")
+        lines.append("")
+    example = (ROOT / "firmware_config" / "profiles" / "rpi5-cpu.toml").read_text().strip()
+    lines += ["## Example", "", "```toml", example, "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    (ROOT / "docs" / "profiles.md").write_text(render())
