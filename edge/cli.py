@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edge.config import Profile, load_profile
+from edge.cli_options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
 from edge.errors import HemascopeError
 from edge.sync_cli import bundle_app, sync_app
 
@@ -24,23 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 app.add_typer(sync_app, name="sync")
 app.add_typer(bundle_app, name="bundle")
-
-ProfileOpt = Annotated[Path | None, typer.Option(
-    "--profile", "-p", help="Device profile TOML (default: built-in workstation-dev).")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Override storage.data_dir of the profile (database and evidence images).")]
-
-
-def _profile(path: Path | None, data_dir: Path | None) -> Profile:
-    profile = load_profile(path)
-    if data_dir is not None:
-        profile.storage.data_dir = data_dir
-    return profile
-
 
 def _print_counts(header: str, summary: dict[str, Any],
                   truth: dict[str, int] | None = None) -> None:
@@ -60,7 +44,8 @@ def _print_counts(header: str, summary: dict[str, Any],
         mean = summary["mean_per_field"].get(c)
         row = [c, str(summary["totals"].get(c, 0)), "-" if mean is None else f"{mean:.2f}"]
         table.add_row(*row, *([str(truth.get(c, 0))] if truth is not None else []))
-    table.caption = f"{summary['fields_counted']} fields counted"
+    table.caption = (f"{summary['fields_counted']} fields counted, {summary['fields_rejected']} "
+                     f"rejected by quality control, {summary['fields_skipped']} unreadable")
     out.print(table)
 
 
@@ -76,25 +61,41 @@ def run(
     operator: Annotated[str | None, typer.Option(help="Technician name or id.")] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the session report as JSON here.")] = None,
+    settle: Annotated[bool | None, typer.Option(
+        "--settle/--every-frame",
+        help="Take one field each time the stage has moved and settled (manual scanning of a "
+        "live camera or a recorded video), or every frame (default: the profile's "
+        "source.settle).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Capture fields, detect and count cells, store every field with its evidence image.
 
+    Fields failing quality control (focus, exposure, stain, empty, overcrowded, duplicate)
+    are stored with the reason and not counted.
+
     Examples:
       hemascope run                                  # synthetic fields, bundled model
       hemascope run -s folder:/media/usb/slide7 --sample S-0042 --operator amina
-      hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --sample S-0043
+      hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
     """
     from edge.detector import Detector
     from edge.report import session_summary, write_json
     from edge.runner import FieldOutcome, Runner
-    from edge.sources import open_source
+    from edge.sources import LimitedSource, is_live, open_source
     from edge.store import Store
 
-    prof = _profile(profile, data_dir)
+    prof = load_with_data_dir(profile, data_dir)
     detector = Detector(prof.model.detector, prof.backend.type, prof.backend.threads,
-                        prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size)
-    src = open_source(source or prof.source.default, prof)
+                        prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size,
+                        prof.backend.delegate)
+    spec = source or prof.source.default
+    src = open_source(spec, prof)
+    if prof.source.settle if settle is None else settle:
+        from edge.settle import SettledSource
+
+        src = SettledSource(src, prof.capture)
+    if is_live(spec):
+        src = LimitedSource(src, prof.camera.max_fields)
     store = Store.open(prof.storage.data_dir)
     total = len(getattr(src, "paths", [])) or getattr(src, "count", None)
     skipped: list[str] = []
@@ -106,8 +107,8 @@ def run(
 
         def on_field(_: str, outcome: FieldOutcome) -> None:
             nonlocal truth_known
-            if outcome.status == "skipped":
-                skipped.append(f"{outcome.origin}: {outcome.reason}")
+            if outcome.status != "counted":
+                skipped.append(f"{outcome.status} {outcome.origin}: {outcome.reason}")
             elif outcome.truth is None:
                 truth_known = False
             else:
@@ -118,7 +119,7 @@ def run(
         session_id = Runner(prof, store, detector).run(src, sample, operator, on_field)
     summary = session_summary(store, session_id)
     for line in skipped:
-        err.print(f"skipped {line}", markup=False, highlight=False)
+        err.print(line, markup=False, highlight=False)
     _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
                   truth if truth_known and truth else None)
     out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
@@ -133,13 +134,15 @@ def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
     """List stored sessions, newest first."""
     from edge.store import Store
 
-    store = Store.open(_profile(profile, data_dir).storage.data_dir)
+    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
     table = Table()
-    for col in ("session", "sample", "started", "status", "counted", "skipped", "model"):
-        table.add_column(col)
+    for col in ("session", "sample", "started", "status", "counted", "rejected", "unreadable",
+                "model"):
+        table.add_column(col, no_wrap=True)
     for s in store.sessions():
         table.add_row(s["id"][:12], s["sample_id"], s["started_at"][:19], s["status"],
-                      str(s["counted"]), str(s["skipped"]), s["model_sha256"][:12])
+                      str(s["counted"]), str(s["rejected"]), str(s["skipped"]),
+                      s["model_sha256"][:12])
     out.print(table)
 
 
@@ -155,12 +158,12 @@ def report(
     from edge.report import session_summary, write_json
     from edge.store import Store
 
-    store = Store.open(_profile(profile, data_dir).storage.data_dir)
+    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
     summary = session_summary(store, session)
     _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
                   f"  ({summary['status']})", summary)
-    if summary["fields_skipped"]:
-        out.print(f"{summary['fields_skipped']} fields skipped (see JSON for reasons)")
+    if summary["fields_skipped"] or summary["fields_rejected"]:
+        out.print("reasons for rejected and unreadable fields are in the JSON report")
     path = json_out or Path(f"{summary['session_id']}.json")
     write_json(summary, path)
     out.print(f"report written to {path}", highlight=False)

@@ -14,6 +14,8 @@ from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import HemascopeError
+from edge.qc import QCConfig
+from edge.settle import SettleConfig
 
 BUNDLED_DETECTOR = Path(__file__).parent / "models" / "detector.onnx"
 
@@ -32,6 +34,9 @@ class SourceConfig(_Section):
         "video:PATH or camera:INDEX."))
     synthetic_fields: int = Field(20, ge=1, description="Fields a synthetic source renders.")
     synthetic_seed: int = Field(0, description="Seed of the synthetic renderer.")
+    settle: bool = Field(False, description=(
+        "Manual scanning: watch the live stream and take one field each time the stage has "
+        "moved and settled (see [capture]); `hemascope run --settle` does the same."))
 
 
 class CameraConfig(_Section):
@@ -39,7 +44,8 @@ class CameraConfig(_Section):
     height: int = Field(480, ge=64, description="Requested capture height in pixels.")
     fps: float = Field(15, gt=0, description="Requested frame rate.")
     warmup_frames: int = Field(5, ge=0, description="Frames discarded after opening the camera.")
-    max_fields: int = Field(100, ge=1, description="Fields taken from a camera per session.")
+    max_fields: int = Field(100, ge=1, description=(
+        "Fields taken from a live camera per session (with --settle: settled fields)."))
     reconnect_attempts: int = Field(8, ge=0, description=(
         "Times a lost camera is reopened before the session stops (stored fields are kept)."))
     reconnect_backoff_s: float = Field(0.5, gt=0, description=(
@@ -68,7 +74,13 @@ class ModelConfig(_Section):
 
 
 class BackendConfig(_Section):
-    type: Literal["onnxruntime"] = Field("onnxruntime", description="Inference runtime.")
+    type: Literal["onnxruntime", "litert", "tensorrt"] = Field("onnxruntime", description=(
+        "Inference runtime, matching the model file: onnxruntime (.onnx; CUDA / TensorRT "
+        "execution providers when installed), litert (.tflite; pip install 'hemascope[pi]') or "
+        "tensorrt (.engine built on a Jetson)."))
+    delegate: Literal["none", "edgetpu"] = Field("none", description=(
+        "Accelerator for litert: edgetpu runs a *_edgetpu.tflite model on a Coral Edge TPU "
+        "(needs libedgetpu.so.1)."))
     threads: int = Field(0, ge=0, description="Intra-op threads (0: all cores).")
 
 
@@ -117,6 +129,8 @@ class Profile(_Section):
     source: SourceConfig = SourceConfig()
     camera: CameraConfig = CameraConfig()
     picamera: PiCameraConfig = PiCameraConfig()
+    capture: SettleConfig = SettleConfig()
+    qc: QCConfig = QCConfig()
     model: ModelConfig = ModelConfig()
     backend: BackendConfig = BackendConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()

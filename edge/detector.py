@@ -31,14 +31,35 @@ class Prepared:
     preprocess_ms: float
 
 
+def check_usable(manifest: ModelManifest, model_path: Path, backend: str,
+                 allow_failed_gate: bool = False) -> None:
+    """Refuse a model made for another runtime, or one that failed its export accuracy gate."""
+    if manifest.task != "detect":
+        raise HemascopeError(f"model {model_path.name} is a {manifest.task} model, not a detector",
+                             "point model.detector at a detector (e.g. the bundled detector.onnx)")
+    if manifest.runtime != backend:
+        raise HemascopeError(
+            f"model {model_path.name} runs on {manifest.runtime} but the profile says "
+            f"backend.type = {backend!r}",
+            f"set backend.type = \"{manifest.runtime}\", or use the model exported for it")
+    gate = manifest.gate
+    if gate is not None and not gate.passed and not allow_failed_gate:
+        raise HemascopeError(
+            f"model {model_path.name} failed its accuracy gate ({gate.metric} {gate.value:.3f} "
+            f"vs {gate.reference_value:.3f} for its reference): it is not releasable",
+            "use the fp32 model, or re-export it (--accept-drop records an accepted drop)")
+
+
 class Detector:
     """Loads a model only after its sha256 matches its manifest."""
 
     def __init__(self, model_path: Path, backend: str = "onnxruntime", threads: int = 0,
                  confidence: float | None = None, iou: float | None = None,
-                 expected_size: int | None = None) -> None:
+                 expected_size: int | None = None, delegate: str = "none",
+                 allow_failed_gate: bool = False) -> None:
         self.model_path = model_path
         self.manifest: ModelManifest = load_verified(model_path)
+        check_usable(self.manifest, model_path, backend, allow_failed_gate)
         size = self.manifest.input.height
         if expected_size is not None and (size, self.manifest.input.width) != (expected_size,) * 2:
             raise HemascopeError(
@@ -46,7 +67,7 @@ class Detector:
                 f"profile expects {expected_size}",
                 "install the model exported for this device, or fix model.input_size",
             )
-        self.backend: Backend = load_backend(backend, model_path, threads)
+        self.backend: Backend = load_backend(backend, model_path, threads, delegate)
         self.classes = list(self.manifest.classes)
         self.size = (self.manifest.input.height, self.manifest.input.width)
         self.confidence = confidence if confidence is not None else \

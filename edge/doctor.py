@@ -39,7 +39,8 @@ def check_model(profile: Profile) -> Check:
 
     try:
         detector = Detector(profile.model.detector, profile.backend.type, 1,
-                            expected_size=profile.model.input_size)
+                            expected_size=profile.model.input_size,
+                            delegate=profile.backend.delegate)
     except HemascopeError as exc:
         return Check("model", FAIL, exc.problem, exc.fix)
     m = detector.manifest

@@ -14,15 +14,26 @@ from edge.detections import Detections
 _COLOURS = ((200, 40, 160), (40, 40, 220), (160, 160, 0))
 
 
-def annotate(image: np.ndarray, det: Detections, classes: list[str]) -> np.ndarray:
+def _banner(image: np.ndarray, text: str, row: int, colour: tuple[int, int, int]) -> None:
+    top = 22 * row
+    cv2.rectangle(image, (0, top), (12 + 9 * len(text), top + 22), (255, 255, 255), -1)
+    cv2.putText(image, text, (6, top + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
+                cv2.LINE_AA)
+
+
+def annotate(image: np.ndarray, det: Detections | None, classes: list[str],
+             rejected: str | None = None) -> np.ndarray:
+    """Boxes and counts drawn on a copy of the field; a rejected field says why, in red."""
     out = image.copy()
-    for box, cid in zip(det.xyxy.astype(int), det.class_id, strict=True):
-        colour = _COLOURS[int(cid) % len(_COLOURS)]
-        cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), colour, 1, cv2.LINE_AA)
-    counts = det.counts(len(classes))
-    text = "  ".join(f"{name} {int(n)}" for name, n in zip(classes, counts, strict=True))
-    cv2.rectangle(out, (0, 0), (12 + 9 * len(text), 22), (255, 255, 255), -1)
-    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    if det is not None:
+        for box, cid in zip(det.xyxy.astype(int), det.class_id, strict=True):
+            colour = _COLOURS[int(cid) % len(_COLOURS)]
+            cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), colour, 1, cv2.LINE_AA)
+        counts = det.counts(len(classes))
+        _banner(out, "  ".join(f"{name} {int(n)}" for name, n in
+                               zip(classes, counts, strict=True)), 0, (0, 0, 0))
+    if rejected:
+        _banner(out, f"REJECTED: {rejected}", 1, (0, 0, 200))
     return out
 
 

@@ -26,6 +26,8 @@ class ModelInput(BaseModel):
     color: Literal["RGB"] = "RGB"
     scale: float = 1 / 255
     letterbox_pad: int = 114
+    # "letterbox": keep aspect, pad (detector); "area": cv2 INTER_AREA resize (classifier).
+    resize: Literal["letterbox", "area"] = "letterbox"
 
 
 class ModelThresholds(BaseModel):
@@ -34,18 +36,40 @@ class ModelThresholds(BaseModel):
     iou: float = 0.7
 
 
+Runtime = Literal["onnxruntime", "litert", "tensorrt"]
+
+
+class GateResult(BaseModel):
+    """The export accuracy gate: the artifact measured through the runtime that runs it,
+    against its reference (the fp32 ONNX through onnxruntime) on the same validation data."""
+
+    model_config = ConfigDict(extra="forbid")
+    passed: bool
+    metric: str  # e.g. "mAP50"
+    value: float
+    reference_value: float
+    drop: float  # reference_value - value
+    max_drop: float  # the allowed drop: the default tolerance, or --accept-drop when given
+    accepted_drop: float | None = None  # --accept-drop, recorded when the operator gave one
+    reference: dict[str, str]  # file, sha256 and runtime of the reference model
+    backend: str  # runtime (and delegate) the artifact was measured through
+    data: dict[str, Any]  # folder, split, images, digest of the validation data
+
+
 class ModelManifest(BaseModel):
     """What the runner needs to use a model, plus its provenance (kept as given)."""
 
     model_config = ConfigDict(extra="forbid")
     format: Literal["hemascope-model/1"] = MANIFEST_FORMAT
-    task: Literal["detect"]
+    task: Literal["detect", "classify"]
     classes: list[str]
     input: ModelInput
     thresholds: ModelThresholds = ModelThresholds()
     file: str
     sha256: str
     precision: str = "fp32"
+    runtime: Runtime = "onnxruntime"
+    gate: GateResult | None = None  # None: not gated (e.g. the fp32 reference itself)
     training: dict[str, Any] = {}
     export: dict[str, Any] = {}
     metrics: dict[str, Any] = {}

@@ -36,7 +36,8 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "model": {"file": s["model_file"], "sha256": s["model_sha256"]},
         "classes": classes,
         "fields_counted": len(counted),
-        "fields_skipped": len(fields) - len(counted),
+        "fields_rejected": sum(f["status"] == "rejected" for f in fields),
+        "fields_skipped": sum(f["status"] == "skipped" for f in fields),
         "totals": {c: int(totals.get(c, 0)) for c in classes},
         "mean_per_field": {c: round(totals.get(c, 0) / len(counted), 3) if counted else None
                            for c in classes},
@@ -46,6 +47,7 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "fields": [
             {"idx": f["idx"], "origin": f["origin"], "status": f["status"],
              "reason": f["reason"], "counts": per_field.get(f["idx"]),
+             "qc": json.loads(f["qc_json"]) if f["qc_json"] else None,
              "evidence": f["evidence_path"]}
             for f in fields
         ],

@@ -17,6 +17,7 @@ from edge.detector import Detector, Timed
 from edge.errors import HemascopeError
 from edge.evidence import annotate, write_jpeg_atomic
 from edge.frame import Frame, Unreadable
+from edge.qc import DuplicateGuard, QCResult, assess_cells, assess_image
 from edge.sources import Source
 from edge.store import FieldRecord, Store
 
@@ -25,7 +26,7 @@ from edge.store import FieldRecord, Store
 class FieldOutcome:
     idx: int
     origin: str
-    status: str  # "counted" or "skipped"
+    status: str  # "counted", "rejected" (quality control) or "skipped" (unreadable)
     reason: str | None
     counts: dict[str, int] | None
     timings_ms: dict[str, float]
@@ -105,6 +106,7 @@ class Runner:
         stop = threading.Event()
         prepared, detected = _Pipe(stop), _Pipe(stop)
         errors: list[BaseException] = []
+        duplicates = DuplicateGuard(self.profile.qc)  # used by the writer only, in field order
 
         def read() -> None:
             try:
@@ -115,8 +117,13 @@ class Runner:
                     if item is _END:
                         break
                     decode_ms = (time.perf_counter() - t0) * 1e3
-                    prep = self.detector.prepare(item.image) if isinstance(item, Frame) else None
-                    if not prepared.put((item, prep, decode_ms)):
+                    image_qc = prep = None
+                    if isinstance(item, Frame):
+                        if self.profile.qc.enabled:
+                            image_qc = assess_image(item.image, self.profile.qc)
+                        if image_qc is None or image_qc.accepted:
+                            prep = self.detector.prepare(item.image)
+                    if not prepared.put((item, prep, decode_ms, image_qc)):
                         return
             except BaseException as exc:  # handed to the main thread, raised there
                 prepared.put(exc)
@@ -125,7 +132,7 @@ class Runner:
         def write() -> None:
             try:
                 while (job := detected.get()) is not _END:
-                    outcome = self._store(session_id, *job)
+                    outcome = self._store(session_id, duplicates, *job)
                     if on_field is not None:
                         on_field(session_id, outcome)
             except BaseException as exc:
@@ -141,9 +148,9 @@ class Runner:
                 if isinstance(job, BaseException):
                     errors.append(job)
                     break
-                item, prep, decode_ms = job
+                item, prep, decode_ms, image_qc = job
                 result = self.detector.detect(prep) if prep is not None else None
-                if not detected.put((item, result, decode_ms)):
+                if not detected.put((item, result, decode_ms, image_qc)):
                     break
         finally:
             detected.put(_END)  # the writer stores every field detected so far, then stops
@@ -162,40 +169,68 @@ class Runner:
                 "free space or sync and archive old sessions; stored fields are safe",
             )
 
-    def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
-               decode_ms: float) -> FieldOutcome:
-        """Write the evidence image and commit one field (or record why it was skipped)."""
+    def _verdict(self, item: Frame, result: Timed | None, image_qc: QCResult | None,
+                 duplicates: DuplicateGuard) -> tuple[list[str], dict[str, float]]:
+        """QC reasons to reject a field (empty: count it) and the scores measured."""
+        if image_qc is None:  # quality control is off
+            return [], {}
+        scores = dict(image_qc.scores)
+        if not image_qc.accepted or result is None:
+            return list(image_qc.reasons), scores
+        cells_qc = assess_cells(result.detections, item.image.shape[:2], self.profile.qc)
+        scores.update(cells_qc.scores)
+        if not cells_qc.accepted:
+            return list(cells_qc.reasons), scores
+        duplicate = duplicates.check(item.image)
+        return ([duplicate] if duplicate else []), scores
+
+    def _store(self, session_id: str, duplicates: DuplicateGuard, item: Frame | Unreadable,
+               result: Timed | None, decode_ms: float, image_qc: QCResult | None
+               ) -> FieldOutcome:
+        """Quality-check, write the evidence image and commit one field.
+
+        An unreadable field is stored as 'skipped', a field failing quality control as
+        'rejected' with its reasons (neither is counted); the rest as 'counted'.
+        """
         self._check_free_space()
         classes = self.detector.classes
-        if isinstance(item, Unreadable) or result is None:
+        if isinstance(item, Unreadable):
             record = FieldRecord(idx=item.index, origin=item.origin, captured_at=_iso(time.time()),
                                  status="skipped", reason=item.reason,
                                  timings_ms={"decode": decode_ms})
             self.store.add_field(session_id, self.detector.sha256, classes, record)
             return FieldOutcome(item.index, item.origin, "skipped", item.reason, None,
                                 record.timings_ms)
-        timings = {"decode": decode_ms, **result.timings_ms}
+        reasons, scores = self._verdict(item, result, image_qc, duplicates)
+        status = "rejected" if reasons else "counted"
+        reason = "; ".join(reasons) or None
+        detections = result.detections if result is not None else None
+        timings = {"decode": decode_ms, **(result.timings_ms if result is not None else {})}
         evidence_rel = None
         evidence_file = None
         if self.profile.storage.evidence:
             evidence_rel = f"evidence/{session_id}/{item.index:05d}.jpg"
             evidence_file = self.store.data_dir / evidence_rel
-            write_jpeg_atomic(evidence_file, annotate(item.image, result.detections, classes),
+            write_jpeg_atomic(evidence_file, annotate(item.image, detections, classes, reason),
                               self.profile.storage.jpeg_quality)
         h, w = item.image.shape[:2]
         record = FieldRecord(idx=item.index, origin=item.origin,
-                             captured_at=_iso(item.captured_at), status="counted", width=w,
-                             height=h, detections=result.detections, evidence_path=evidence_rel,
-                             timings_ms=timings)
+                             captured_at=_iso(item.captured_at), status=status, reason=reason,
+                             width=w, height=h,
+                             detections=detections if status == "counted" else None,
+                             evidence_path=evidence_rel, timings_ms=timings, qc=scores or None)
         try:
             self.store.add_field(session_id, self.detector.sha256, classes, record)
         except BaseException:
             if evidence_file is not None:  # no orphan evidence for a field that was not stored
                 evidence_file.unlink(missing_ok=True)
             raise
-        def by_class(det: Detections) -> dict[str, int]:
+
+        def by_class(det: Detections | None) -> dict[str, int] | None:
+            if det is None:
+                return None
             return {c: int(n) for c, n in zip(classes, det.counts(len(classes)), strict=True)}
 
-        return FieldOutcome(item.index, item.origin, "counted", None,
-                            by_class(result.detections), timings,
-                            by_class(item.truth) if item.truth is not None else None)
+        return FieldOutcome(item.index, item.origin, status, reason,
+                            by_class(record.detections), timings,
+                            by_class(item.truth) if status == "counted" else None)

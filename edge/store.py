@@ -20,7 +20,7 @@ from pathlib import Path
 from edge.detections import Detections
 from edge.errors import HemascopeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -44,8 +44,9 @@ CREATE TABLE IF NOT EXISTS fields (
     idx INTEGER NOT NULL,
     origin TEXT NOT NULL,
     captured_at TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('counted', 'skipped')),
+    status TEXT NOT NULL CHECK (status IN ('counted', 'rejected', 'skipped')),
     reason TEXT,
+    qc_json TEXT,
     width INTEGER,
     height INTEGER,
     model_sha256 TEXT NOT NULL,
@@ -88,13 +89,14 @@ class FieldRecord:
     idx: int
     origin: str
     captured_at: str
-    status: str  # "counted" or "skipped"
+    status: str  # "counted", "rejected" (quality control) or "skipped" (unreadable)
     reason: str | None = None
     width: int | None = None
     height: int | None = None
     detections: Detections | None = None
     evidence_path: str | None = None
     timings_ms: dict[str, float] | None = None
+    qc: dict[str, float] | None = None  # quality-control scores
 
 
 class Store:
@@ -124,6 +126,14 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            conn.close()
+            raise HemascopeError(
+                f"database {data_dir / 'hemascope.db'} has schema {version}, this hemascope "
+                f"uses {SCHEMA_VERSION} (a pre-release database)",
+                "sync or export it with the hemascope that made it, then move it aside",
+            )
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(conn, data_dir)
@@ -167,10 +177,12 @@ class Store:
             with self.transaction() as conn:
                 cur = conn.execute(
                     "INSERT INTO fields (session_id, idx, origin, captured_at, status, reason,"
-                    " width, height, model_sha256, evidence_path, decode_ms, preprocess_ms,"
-                    " infer_ms, postprocess_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " qc_json, width, height, model_sha256, evidence_path, decode_ms,"
+                    " preprocess_ms, infer_ms, postprocess_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (session_id, record.idx, record.origin, record.captured_at, record.status,
-                     record.reason, record.width, record.height, model_sha256,
+                     record.reason, json.dumps(record.qc, sort_keys=True) if record.qc else None,
+                     record.width, record.height, model_sha256,
                      record.evidence_path, t.get("decode"), t.get("preprocess"), t.get("infer"),
                      t.get("postprocess")),
                 )
@@ -216,7 +228,9 @@ class Store:
             "SELECT s.*, (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
             "  AND f.status = 'counted') AS counted,"
             " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
-            "  AND f.status = 'skipped') AS skipped"
+            "  AND f.status = 'skipped') AS skipped,"
+            " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
+            "  AND f.status = 'rejected') AS rejected"
             " FROM sessions s ORDER BY s.started_at DESC"
         ).fetchall()
 

@@ -7,31 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from edge.config import Profile, load_profile
+from edge.cli_options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
+from edge.config import Profile
 from edge.errors import HemascopeError
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 sync_app = typer.Typer(rich_markup_mode=None)
 bundle_app = typer.Typer(help="Carry session payloads to the hub on a USB stick.",
                          no_args_is_help=True, rich_markup_mode=None)
-
-ProfileOpt = Annotated[Path | None, typer.Option(
-    "--profile", "-p", help="Device profile TOML (default: built-in workstation-dev).")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Override storage.data_dir of the profile (database and evidence images).")]
-
-
-def _profile(path: Path | None, data_dir: Path | None) -> Profile:
-    profile = load_profile(path)
-    if data_dir is not None:
-        profile.storage.data_dir = data_dir
-    return profile
-
 
 def _say(message: str) -> None:
     err.print(message, markup=False, highlight=False)
@@ -81,7 +65,7 @@ def sync(
     """
     if ctx.invoked_subcommand is not None:
         return
-    prof = _profile(profile, data_dir)
+    prof = load_with_data_dir(profile, data_dir)
     if status:
         _print_status(prof)
         return
@@ -111,7 +95,7 @@ def set_token(profile: ProfileOpt = None) -> None:
     """Store this device's hub token (read from stdin) at sync.token_path, mode 600."""
     from edge.sync import device_id, write_token
 
-    path = _profile(profile, None).sync.token_path
+    path = load_with_data_dir(profile, None).sync.token_path
     if path is None:
         raise HemascopeError("sync.token_path is not set in the profile",
                              "set [sync] token_path in the device profile")
@@ -137,7 +121,7 @@ def export(
     from edge.store import Store
     from edge.sync import read_token
 
-    prof = _profile(profile, data_dir)
+    prof = load_with_data_dir(profile, data_dir)
     token = read_token(prof.sync.token_path)
     result = export_bundle(Store.open(prof.storage.data_dir), token, path)
     if result is None:
@@ -159,7 +143,7 @@ def receipt(
     from edge.store import Store
     from edge.sync import read_token
 
-    prof = _profile(profile, data_dir)
+    prof = load_with_data_dir(profile, data_dir)
     token = read_token(prof.sync.token_path)
     changed = apply_receipt(Store.open(prof.storage.data_dir), token, path)
     out.print(f"{changed} payloads confirmed by the hub's receipt", highlight=False)

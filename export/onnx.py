@@ -19,6 +19,19 @@ def training_manifest(checkpoint: Path) -> dict:
     return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
+def drop_export_date(model_path: Path) -> None:
+    """Remove the export timestamp Ultralytics writes into the ONNX metadata: it is the only
+    thing that differs between two exports of one checkpoint, so without it re-exporting gives
+    the same sha256 (the manifest keeps the provenance)."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    kept = [p for p in model.metadata_props if p.key != "date"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(model_path))
+
+
 def export_onnx(checkpoint: Path, out: Path, imgsz: int | None = None,
                 opset: int = 18) -> ModelManifest:
     """Export `checkpoint` to `out` (.onnx) and write `out`'s manifest beside it."""
@@ -36,6 +49,7 @@ def export_onnx(checkpoint: Path, out: Path, imgsz: int | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     if produced.resolve() != out.resolve():
         shutil.move(produced, out)
+    drop_export_date(out)
     names = model.names
     manifest = ModelManifest(
         task="detect",

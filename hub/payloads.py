@@ -58,7 +58,7 @@ class ModelRef(_Open):
 
 class FieldSummary(_Open):
     idx: NonNegativeInt
-    status: Literal["counted", "skipped"]
+    status: Literal["counted", "rejected", "skipped"]
     reason: str | None
     counts: dict[str, NonNegativeInt] | None
 
@@ -72,6 +72,7 @@ class Summary(_Open):
     model: ModelRef
     classes: list[str]
     fields_counted: NonNegativeInt
+    fields_rejected: NonNegativeInt
     fields_skipped: NonNegativeInt
     totals: dict[str, NonNegativeInt]
     fields: list[FieldSummary]
@@ -109,8 +110,10 @@ class SessionPayload(_Strict):
         if s.session_id != self.key:
             raise ValueError("summary.session_id differs from the payload key")
         counted = [f for f in s.fields if f.status == "counted"]
-        if (s.fields_counted, s.fields_skipped) != (len(counted), len(s.fields) - len(counted)):
-            raise ValueError("fields_counted / fields_skipped disagree with the field list")
+        by_status = Counter(f.status for f in s.fields)
+        if (s.fields_counted, s.fields_rejected, s.fields_skipped) != (
+                by_status["counted"], by_status["rejected"], by_status["skipped"]):
+            raise ValueError("fields_counted / _rejected / _skipped disagree with the field list")
         totals: Counter[str] = Counter()
         for f in counted:
             totals.update(f.counts or {})

@@ -11,6 +11,7 @@ from edge.config import CameraConfig, Profile
 from edge.detector import Detector
 from edge.errors import HemascopeError
 from edge.runner import Runner
+from edge.sources import LimitedSource
 from edge.sources.camera import CameraSource
 from edge.sources.synthetic import render_field
 from edge.store import Store
@@ -64,10 +65,9 @@ class FakeCapture:
         self.opened = False
 
 
-def _camera(bench: Bench, attempts: int, waits: list[float]) -> CameraSource:
-    config = CameraConfig(max_fields=8, warmup_frames=0, reconnect_attempts=attempts,
-                          reconnect_backoff_s=0.5)
-    return CameraSource(0, config, opener=bench.open, sleep=waits.append)
+def _camera(bench: Bench, attempts: int, waits: list[float]) -> LimitedSource:
+    config = CameraConfig(warmup_frames=0, reconnect_attempts=attempts, reconnect_backoff_s=0.5)
+    return LimitedSource(CameraSource(0, config, opener=bench.open, sleep=waits.append), 8)
 
 
 def test_unplug_and_replug_keeps_the_session_and_every_field(tmp_path):
@@ -79,7 +79,7 @@ def test_unplug_and_replug_keeps_the_session_and_every_field(tmp_path):
     session = store.sessions()[0]
     assert (session["status"], session["counted"]) == ("finished", 8)
     assert sorted(store.field_counts(sid)) == list(range(8))
-    assert camera.reconnects == 1 and waits == [0.5, 1.0, 2.0]  # exponential backoff
+    assert camera.inner.reconnects == 1 and waits == [0.5, 1.0, 2.0]  # exponential backoff
 
 
 def test_camera_gone_for_good_stops_with_fields_kept(tmp_path):

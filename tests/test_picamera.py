@@ -14,7 +14,7 @@ import pytest
 from edge.config import CameraConfig, PiCameraConfig, Profile
 from edge.errors import HemascopeError
 from edge.frame import Frame
-from edge.sources import open_source
+from edge.sources import LimitedSource, open_source
 from edge.sources.synthetic import render_field
 
 
@@ -66,7 +66,7 @@ def test_fixed_exposure_gain_white_balance_and_lens(picamera2):
     profile = Profile(camera=CameraConfig(width=320, height=240, max_fields=3, warmup_frames=2),
                       picamera=PiCameraConfig(exposure_us=8000, analogue_gain=1.5,
                                               colour_gains=(1.8, 1.4), lens_position=0.0))
-    frames = list(open_source("picamera", profile).frames())
+    frames = list(LimitedSource(open_source("picamera", profile), 3).frames())
     assert [type(f) for f in frames] == [Frame] * 3
     assert frames[0].image.shape == (240, 320, 3) and frames[0].image.flags["C_CONTIGUOUS"]
     cam = picamera2.instances[0]
@@ -81,7 +81,7 @@ def test_fixed_exposure_gain_white_balance_and_lens(picamera2):
 
 def test_automatic_settings_leave_controls_empty(picamera2):
     profile = Profile(camera=CameraConfig(max_fields=1, warmup_frames=0))
-    list(open_source("picamera:0", profile).frames())
+    list(LimitedSource(open_source("picamera:0", profile), 1).frames())
     assert ("set_controls", {}) in picamera2.instances[0].calls
 
 

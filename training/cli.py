@@ -61,11 +61,74 @@ def train_detect(
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")
 
 
+@train_app.command("classify")
+def train_classify(
+    data: Annotated[Path, typer.Argument(
+        help="Class-folder dataset: one sub-folder of images per class.",
+        exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option(
+        help="Run folder: checkpoints, log.jsonl, manifest.")] = Path("runs/classify"),
+    imgsz: Annotated[int, typer.Option(help="Square input size in pixels.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle, AdamW).")] = 3e-3,
+    device: Annotated[str, typer.Option(help="'cpu', or a CUDA device index such as '0'.")] = "cpu",
+    val_fraction: Annotated[float, typer.Option(
+        help="Share of each class sent to val (by content hash).")] = 0.2,
+    balance: Annotated[bool, typer.Option(
+        help="Weight the loss by inverse class frequency.")] = True,
+    stain_jitter: Annotated[bool, typer.Option(
+        help="Random stain cast, hue, saturation, brightness and gray-world in training.")] = True,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
+) -> None:
+    """Train an image classifier (WBC differential, ALL subtype) from random weights.
+
+    Example: hemascope train classify ../shared/datasets/classification/pbc-8class
+    --out runs/wbc --imgsz 128 --epochs 30
+    """
+    require_train_extra()
+    from training.classify_train import ClassifyTrainConfig, train_classifier
+
+    cfg = ClassifyTrainConfig(data=data, out=out, imgsz=imgsz, epochs=epochs, batch=batch, lr=lr,
+                              device=device, val_fraction=val_fraction, balance=balance,
+                              stain_jitter=stain_jitter, threads=threads)
+    manifest = train_classifier(cfg, resume=resume)
+    typer.echo(f"trained: {manifest}")
+    typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'} "
+               f"--out {out / 'classifier.onnx'}")
+
+
+def _print_classifier_result(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    base = result["as_is"]
+    table = Table(title=f"{result['model']} on {result['data']} / {result['split']} "
+                  f"({base['images']} images)")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for name, c in base["per_class"].items():
+        table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+                      str(c["support"]))
+    r = result["robustness"]
+    console = Console()
+    console.print(table)
+    console.print(f"accuracy {base['accuracy']:.4f}  macro-F1 {base['macro_f1']:.4f}  "
+                  f"ECE {base['ece']:.4f}  p50 {result['latency_ms_p50']:.1f} ms/image")
+    console.print(f"stain: (a) as is {r['a_as_is']:.4f}  (b) gray-world {r['b_gray_world']:.4f}  "
+                  f"(c) hue +-10/sat +-30% worst {r['c_hue_sat_worst']:.4f} "
+                  f"mean {r['c_hue_sat_mean']:.4f}")
+    console.print(f"confusion matrix (rows true, columns predicted): {base['confusion_matrix']}")
+
+
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx with its manifest).",
                                           exists=True, dir_okay=False)],
     data: Annotated[Path, typer.Option(help="YOLO dataset folder (images/SPLIT, labels/SPLIT), "
-                                       "e.g. the data/ folder of a training run.",
+                                       "e.g. the data/ folder of a training run; for a "
+                                       "classifier, the class-folder dataset it was trained on.",
                                        exists=True, file_okay=False)],
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "val",
     set_threshold: Annotated[bool, typer.Option(
@@ -74,11 +137,27 @@ def eval_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
 ) -> None:
     """Measure a detector through the device runtime: mAP50, mAP50-95, per-class AP and
-    per-image count errors at the operating threshold.
+    per-image count errors at the operating threshold. A classifier (task "classify"): accuracy,
+    macro-F1, per-class precision/recall/F1, confusion matrix, ECE, and accuracy (a) as is,
+    (b) gray-world normalised, (c) under hue +-10 deg / saturation +-30 %.
 
     Example: hemascope eval edge/models/detector.onnx --data runs/detector/data --set-threshold
     """
     import json
+
+    from edge.manifest import load_verified
+
+    if load_verified(model).task == "classify":
+        if set_threshold:
+            raise typer.BadParameter("a classifier has no score threshold to set",
+                                     param_hint="--set-threshold")
+        from training.classify_eval import evaluate_classifier
+
+        result = evaluate_classifier(model, data, split)
+        _print_classifier_result(result)
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     from rich.console import Console
     from rich.progress import Progress

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.detections import Detections
 from edge.detector import Detector
-from edge.manifest import ModelManifest, manifest_path
+from edge.manifest import ModelManifest, load_verified, manifest_path
 from edge.sources.folder import IMAGE_SUFFIXES, read_image
 from training.metrics import choose_threshold, count_errors, detection_metrics
 
@@ -30,9 +30,14 @@ def load_truth(label: Path, width: int, height: int) -> Detections:
 
 
 def predict_split(model: Path, data: Path, split: str,
-                  progress: Callable[[int, int], None] | None = None
+                  progress: Callable[[int, int], None] | None = None,
+                  backend: str | None = None, delegate: str = "none"
                   ) -> tuple[list[Detections], list[Detections], list[str]]:
-    detector = Detector(model, confidence=EVAL_CONFIDENCE)
+    """Predictions and truths for every image of a split, through the runtime `backend`
+    (default: the one the model's manifest names)."""
+    runtime = backend or load_verified(model).runtime
+    detector = Detector(model, runtime, confidence=EVAL_CONFIDENCE, delegate=delegate,
+                        allow_failed_gate=True)
     images = sorted(p for p in (data / "images" / split).iterdir()
                     if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:

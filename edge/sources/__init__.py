@@ -6,6 +6,7 @@ A source spec on the command line is `synthetic`, `folder:PATH`, `video:PATH`,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,23 @@ class Source(Protocol):
     def frames(self) -> Iterator[Frame | Unreadable]:
         """Fields in capture order; an unreadable one is reported, not raised."""
         ...
+
+
+class LimitedSource:
+    """The first `count` items of a live source (a camera streams until stopped)."""
+
+    def __init__(self, inner: Source, count: int) -> None:
+        self.inner = inner
+        self.count = count
+        self.name = inner.name
+
+    def frames(self) -> Iterator[Frame | Unreadable]:
+        yield from itertools.islice(self.inner.frames(), self.count)
+
+
+def is_live(spec: str) -> bool:
+    """Cameras stream without end; files and the synthetic renderer have a fixed length."""
+    return spec.partition(":")[0] in ("camera", "picamera")
 
 
 def open_source(spec: str, profile: Profile) -> Source:

@@ -82,7 +82,7 @@ class CameraSource:
                                  "--source synthetic")
         index = 0
         try:
-            while index < self.config.max_fields:
+            while True:  # a live stream: the runner decides how many fields to take
                 ok, image = cap.read()
                 if not ok or image is None:
                     cap.release()

@@ -7,6 +7,7 @@ one). Focus is the microscope's stage, so the lens, if it has autofocus, is held
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,7 +63,7 @@ class PiCameraSource:
             cam.start()
             for _ in range(self.camera.warmup_frames):
                 cam.capture_array("main")
-            for index in range(self.camera.max_fields):
+            for index in itertools.count():  # a live stream: the runner decides when to stop
                 image = np.ascontiguousarray(cam.capture_array("main")[..., :3])
                 yield Frame(image, index, f"picamera:{self.camera_num}#{index}", time.time())
         finally:

@@ -1,0 +1,68 @@
+"""Calibration frames for quantized exports: real images, prepared exactly as `edge` does."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.detect import letterbox, to_tensor
+from edge.sources.folder import IMAGE_SUFFIXES, read_image
+
+RECOMMENDED_IMAGES = 300
+
+
+def content_digest(paths: Iterable[Path]) -> str:
+    """sha256 over the sorted content hashes of files (their names and order do not matter)."""
+    hashes = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths)
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The images a quantized model was calibrated on, and a digest of their content."""
+
+    folder: Path
+    paths: tuple[Path, ...]
+    size: tuple[int, int]  # model input (height, width)
+
+    @property
+    def digest(self) -> str:
+        return content_digest(self.paths)
+
+    def tensors(self) -> Iterator[np.ndarray]:
+        """NCHW float32 tensors in [0, 1], letterboxed like the device does (pad 114)."""
+        for path in self.paths:
+            padded, _ = letterbox(read_image(path), self.size)
+            yield to_tensor(padded)
+
+    def record(self) -> dict[str, object]:
+        """What the manifest keeps about the calibration data."""
+        return {"folder": str(self.folder), "images": len(self.paths), "digest": self.digest}
+
+
+def calibration_images(folder: Path, size: tuple[int, int],
+                       max_images: int = RECOMMENDED_IMAGES) -> Calibration:
+    """Up to `max_images` images of `folder`, evenly spaced in name order (deterministic).
+
+    A YOLO dataset root is accepted and its `images/train` split is used, so a model is never
+    calibrated on the validation images that gate it. Fewer than 300 images work, with a warning.
+    """
+    if (folder / "images" / "train").is_dir():
+        folder = folder / "images" / "train"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images in calibration folder {folder}")
+    if len(paths) > max_images:
+        step = len(paths) / max_images
+        paths = [paths[int(i * step)] for i in range(max_images)]
+    if len(paths) < RECOMMENDED_IMAGES:
+        warnings.warn(f"calibrating on {len(paths)} images (>= {RECOMMENDED_IMAGES} recommended):"
+                      " int8 ranges may not cover real fields", stacklevel=2)
+    return Calibration(folder, tuple(paths), size)

@@ -1,0 +1,62 @@
+"""ONNX (fp32) export of a `hemascope train classify` checkpoint, with its manifest.
+
+The graph takes 1x3xSxS RGB in [0, 1] (INTER_AREA-resized, as `edge.classifier` prepares it)
+and returns class probabilities."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge.manifest import ModelInput, ModelManifest, sha256_file, write_manifest
+from export.onnx import training_manifest
+from training.classify_model import SmallNet
+from training.classify_train import CHECKPOINT_FORMAT
+from training.train import command_line
+
+
+def read_classifier_checkpoint(checkpoint: Path) -> dict[str, Any] | None:
+    """The checkpoint's content if `hemascope train classify` wrote it, else None (e.g. an
+    Ultralytics detector checkpoint, which is not loadable with weights_only=True)."""
+    try:
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    except Exception:  # pickle of arbitrary classes: not ours
+        return None
+    return state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
+
+
+def export_classifier_onnx(checkpoint: Path, out: Path, opset: int = 18) -> ModelManifest:
+    """Export a classifier checkpoint to `out` (.onnx) and write its manifest beside it."""
+    state = read_classifier_checkpoint(checkpoint)
+    if state is None:
+        raise ValueError(f"{checkpoint} is not a `hemascope train classify` checkpoint")
+    size = int(state["imgsz"])
+    model = SmallNet(len(state["classes"]), tuple(state["widths"]), probabilities=True)
+    model.load_state_dict(state["model"])
+    model.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is kept:
+        # the dynamo one needs onnxscript, which the train extra does not install
+        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(out), dynamo=False,
+                          opset_version=opset, input_names=["images"],
+                          output_names=["probabilities"])
+    manifest = ModelManifest(
+        task="classify",
+        classes=list(state["classes"]),
+        input=ModelInput(height=size, width=size, resize="area"),
+        file=out.name,
+        sha256=sha256_file(out),
+        precision="fp32",
+        training=training_manifest(checkpoint),
+        export={"command": command_line(), "source_checkpoint": checkpoint.name,
+                "source_sha256": sha256_file(checkpoint), "source_epoch": int(state["epoch"]),
+                "opset": opset, "seconds": round(time.time() - started, 1)},
+    )
+    write_manifest(out, manifest)
+    return manifest

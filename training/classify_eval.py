@@ -1,0 +1,76 @@
+"""Evaluate an exported classifier through `edge.classifier`, on the split of a class-folder
+dataset that training used, as is and under stain changes:
+
+(a) as is; (b) gray-world normalised; (c) hue +-10 degrees x saturation +-30 % (the four
+corners; the worst one is the headline figure).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.classifier import Classifier, gray_world
+from edge.manifest import ModelManifest, manifest_path
+from training.classify_data import load_pixels, read_class_folders
+from training.classify_metrics import classification_report
+from training.stain import shift_hue_saturation
+
+HSV_SHIFTS = [(h, s) for h in (-10.0, 10.0) for s in (0.7, 1.3)]
+
+
+def conditions() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Name -> transform of an RGB uint8 image, for every measured colour condition."""
+    out: dict[str, Callable[[np.ndarray], np.ndarray]] = {"as_is": lambda im: im,
+                                                          "gray_world": gray_world}
+    for h, s in HSV_SHIFTS:
+        out[f"hue{h:+.0f}_sat{s:.1f}"] = lambda im, h=h, s=s: shift_hue_saturation(im, h, s)
+    return out
+
+
+def evaluate_classifier(model: Path, data: Path, split: str = "val",
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Metrics of `model` on DATA's `split` (re-derived exactly as training split it).
+
+    On the val split of the data it was trained on (same data digest), the result is recorded
+    in the model's manifest under metrics.val."""
+    classifier = Classifier(model)
+    trained_on = classifier.manifest.training.get("data", {})
+    dataset = read_class_folders(data, float(trained_on.get("val_fraction", 0.2)))
+    if dataset.classes != classifier.classes:
+        raise ValueError(f"{data} has classes {dataset.classes}, the model {classifier.classes}")
+    items = dataset.split(split)
+    pixels = load_pixels(items, classifier.size)
+    truth = np.array([it.label for it in items])
+    result: dict[str, Any] = {"model": model.name, "sha256": classifier.sha256, "data": str(data),
+                              "split": split, "data_digest": dataset.digest(),
+                              "same_data_as_training":
+                                  dataset.digest() == trained_on.get("data_digest")}
+    transforms = conditions()
+    timings: list[float] = []
+    for step, (name, transform) in enumerate(transforms.items()):
+        probs = np.empty((len(items), len(classifier.classes)), np.float32)
+        for i, image in enumerate(pixels):
+            t0 = time.perf_counter()
+            probs[i] = classifier.probabilities([transform(image)])[0]
+            if name == "as_is":
+                timings.append((time.perf_counter() - t0) * 1e3)
+        result[name] = classification_report(probs, truth, classifier.classes)
+        if progress:
+            progress(step + 1, len(transforms))
+    hsv = [result[n]["accuracy"] for n in transforms if n.startswith("hue")]
+    result["robustness"] = {"a_as_is": result["as_is"]["accuracy"],
+                            "b_gray_world": result["gray_world"]["accuracy"],
+                            "c_hue_sat_worst": min(hsv), "c_hue_sat_mean": float(np.mean(hsv))}
+    result["latency_ms_p50"] = float(np.median(timings))
+    if split == "val" and result["same_data_as_training"]:
+        mpath = manifest_path(model)
+        manifest = ModelManifest.model_validate(json.loads(mpath.read_text()))
+        manifest.metrics = {"val": result}
+        mpath.write_text(manifest.model_dump_json(indent=2) + "\n")
+    return result

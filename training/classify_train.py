@@ -1,0 +1,139 @@
+"""Train an image classifier on a class-folder dataset, offline, with torch only.
+
+Checkpoints (RUN/train/weights/last.pt every epoch, best.pt by val macro-F1) hold plain
+tensors and numbers (loadable with weights_only=True); `--resume` continues from last.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.classify_data import class_weights, load_pixels, read_class_folders
+from training.classify_metrics import classification_report
+from training.classify_model import WIDTHS, SmallNet
+from training.stain import geometric_jitter, stain_jitter
+from training.train import _cpu_seconds, command_line
+
+CHECKPOINT_FORMAT = "hemascope-classifier/1"
+
+
+@dataclass
+class ClassifyTrainConfig:
+    data: Path
+    out: Path
+    imgsz: int = 128
+    epochs: int = 30
+    batch: int = 32
+    lr: float = 3e-3
+    device: str = "cpu"
+    val_fraction: float = 0.2
+    seed: int = 0
+    balance: bool = True  # inverse-frequency class weights in the loss
+    stain_jitter: bool = True
+    shift: int = 8  # random translation in pixels
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+
+def _device(name: str) -> torch.device:
+    return torch.device("cpu" if name == "cpu" else f"cuda:{name}")
+
+
+def predict(model: SmallNet, pixels: torch.Tensor, device: torch.device,
+            batch: int = 128) -> np.ndarray:
+    """Softmax probabilities for NxHxWx3 uint8 images (no augmentation)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch):
+            x = pixels[i:i + batch].to(device).permute(0, 3, 1, 2).float() / 255.0
+            out.append(torch.softmax(model(x), dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
+    """Split, train, keep the best epoch by val macro-F1 and write RUN/manifest.json."""
+    started, cpu0 = time.time(), _cpu_seconds()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    weights_dir = cfg.out / "train" / "weights"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    data = read_class_folders(cfg.data, cfg.val_fraction)
+    splits = {s: data.split(s) for s in ("train", "val")}
+    pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz)) for s, items in splits.items()}
+    labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
+    counts = [int((labels["train"] == c).sum()) for c in range(len(data.classes))]
+    weights = class_weights(counts) if cfg.balance else np.ones(len(counts))
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = SmallNet(len(data.classes)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=5e-4)
+    steps = cfg.epochs * -(-len(labels["train"]) // cfg.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.15)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32,
+                                                            device=device))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start_epoch, best_f1, history = 0, -1.0, []
+    if resume:
+        state = torch.load(weights_dir / "last.pt", weights_only=True, map_location="cpu")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
+    meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
+            "imgsz": cfg.imgsz, "widths": list(WIDTHS)}
+    log = (cfg.out / "log.jsonl").open("a")
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0, total = time.time(), 0.0
+        order = torch.randperm(len(labels["train"]), generator=gen)
+        for i in range(0, len(order), cfg.batch):
+            idx = order[i:i + cfg.batch]
+            x = pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0
+            x = geometric_jitter(x, gen, cfg.shift)
+            if cfg.stain_jitter:
+                x = stain_jitter(x, gen)
+            loss = loss_fn(model(x.to(device)), labels["train"][idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        val = classification_report(predict(model, pixels["val"], device),
+                                    labels["val"].numpy(), data.classes)
+        row = {"epoch": epoch, "loss": total / len(order), "val_accuracy": val["accuracy"],
+               "val_macro_f1": val["macro_f1"], "val_ece": val["ece"],
+               "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        state = {**meta, "model": model.state_dict(), "epoch": epoch, "best_f1": best_f1,
+                 "history": history}
+        if val["macro_f1"] > best_f1:
+            best_f1 = state["best_f1"] = val["macro_f1"]
+            torch.save({**state, "val": val}, weights_dir / "best.pt")
+        torch.save({**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "generator": gen.get_state()}, weights_dir / "last.pt")
+    best = torch.load(weights_dir / "best.pt", weights_only=True, map_location="cpu")
+    manifest = {
+        "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,
+        "architecture": f"SmallNet{tuple(WIDTHS)} (training/classify_model.py)",
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "class_weights": [round(float(w), 4) for w in weights],
+        "data": {**data.summary(), "source": str(cfg.data)},
+        "command": command_line(),
+        "best_epoch": best["epoch"],
+        "train_wall_seconds": round(time.time() - started, 1),
+        "train_cpu_seconds": round(_cpu_seconds() - cpu0, 1),
+        "val_metrics_torch": {k: best["val"][k] for k in ("accuracy", "macro_f1", "ece")},
+        "weights": str(weights_dir / "best.pt"),
+    }
+    path = cfg.out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
