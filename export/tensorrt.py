@@ -14,23 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from edge.backends.tensorrt import import_tensorrt
 from edge.errors import HemascopeError
 from edge.manifest import ModelManifest, load_verified
 from export.artifact import derive_manifest
 from export.calibration import Calibration
-
-
-def _tensorrt() -> tuple[Any, Any]:
-    try:
-        import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
-        import pycuda.driver as cuda
-        import tensorrt as trt
-    except ImportError as exc:
-        raise HemascopeError(
-            f"`hemascope export tensorrt` runs on the Jetson itself ({exc.name} not installed)",
-            "copy the .onnx and its .json to the Jetson and run it there "
-            "(docs/devices/jetson-nano.md)") from None
-    return trt, cuda
 
 
 def _calibrator(trt: Any, cuda: Any, calibration: Calibration, cache: Path) -> Any:
@@ -72,7 +60,10 @@ def build_engine(reference: Path, out: Path, precision: str,
     precision: "fp16", or "int8" (INT8 with FP16 fallback) calibrated on `calibration`; the
     calibration cache is kept beside the engine (`out`.calib) for trtexec --calib.
     """
-    trt, cuda = _tensorrt()
+    trt, cuda = import_tensorrt(
+        "`hemascope export tensorrt` runs on the Jetson itself",
+        "copy the .onnx and its .json to the Jetson and run it there "
+        "(docs/devices/jetson-nano.md)")
     load_verified(reference)
     started = time.time()
     logger = trt.Logger(trt.Logger.WARNING)

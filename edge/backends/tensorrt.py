@@ -16,16 +16,18 @@ import numpy as np
 from edge.errors import HemascopeError
 
 
-def _runtime() -> tuple[Any, Any]:
+def import_tensorrt(
+    what: str = "backend.type = \"tensorrt\" needs TensorRT and pycuda",
+    fix: str = ("only on a Jetson with JetPack: see docs/devices/jetson-nano.md; elsewhere use "
+                "backend.type = \"onnxruntime\""),
+) -> tuple[Any, Any]:
+    """The tensorrt and pycuda.driver modules (with a CUDA context), or a one-line error."""
     try:
         import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
         import pycuda.driver as cuda
         import tensorrt as trt
     except ImportError as exc:
-        raise HemascopeError(
-            f"backend.type = \"tensorrt\" needs TensorRT and pycuda ({exc.name} is not installed)",
-            "only on a Jetson with JetPack: see docs/devices/jetson-nano.md; elsewhere use "
-            "backend.type = \"onnxruntime\"") from None
+        raise HemascopeError(f"{what} ({exc.name} is not installed)", fix) from None
     return trt, cuda
 
 
@@ -43,7 +45,7 @@ def _io(engine: Any) -> list[tuple[str, tuple[int, ...], bool]]:
 
 class TensorRTBackend:
     def __init__(self, model_path: Path) -> None:
-        trt, self.cuda = _runtime()
+        trt, self.cuda = import_tensorrt()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(model_path.read_bytes())
         if self.engine is None:
