@@ -49,6 +49,39 @@ def _print_counts(header: str, summary: dict[str, Any],
     out.print(table)
 
 
+def _print_second_stage(summary: dict[str, Any]) -> None:
+    """The WBC differential and the mean ALL subtype probabilities, when they were run."""
+    diff = summary.get("differential")
+    if diff:
+        table = Table(title="white-cell differential")
+        table.add_column("class")
+        table.add_column("cells", justify="right")
+        table.add_column("%", justify="right")
+        for label, n in sorted(diff["counts"].items(), key=lambda kv: -kv[1]):
+            table.add_row(label, str(n), f"{diff['percent'][label]:.1f}")
+        table.caption = (f"{diff['classified']} white cells classified, {diff['review']} "
+                         "flagged for review (unsure, or called a platelet)"
+                         + ("; fewer than 100: percentages are imprecise"
+                            if diff["classified"] < 100 else "")
+                         + ("; synthetic cells are drawings, so this differential means nothing"
+                            if summary["source"].startswith("synthetic") else ""))
+        out.print(table)
+        if not diff["reliable"]:
+            out.print("[bold red]differential unreliable for this smear[/]: many white cells "
+                      "were flagged (often a stain or camera unlike the training smears); "
+                      "review the crops (evidence/SESSION/*-cell*.png) before reporting it")
+    subtype = summary.get("all_subtype")
+    if subtype:
+        table = Table(title="ALL subtype, mean probability over fields")
+        table.add_column("class")
+        table.add_column("mean p", justify="right")
+        for label, p in subtype["mean_probability"].items():
+            table.add_row(label, f"{p:.3f}")
+        table.caption = (f"{subtype['fields']} fields scored; a screening aid: confirm by "
+                         "smear review and immunophenotyping")
+        out.print(table)
+
+
 @app.command()
 def run(
     source: Annotated[str | None, typer.Option(
@@ -79,6 +112,7 @@ def run(
       hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
     """
     from edge.detector import Detector
+    from edge.field_classifiers import FieldClassifiers
     from edge.report import session_summary, write_json
     from edge.runner import FieldOutcome, Runner
     from edge.sources import LimitedSource, is_live, open_source
@@ -88,6 +122,7 @@ def run(
     detector = Detector(prof.model.detector, prof.backend.type, prof.backend.threads,
                         prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size,
                         prof.backend.delegate)
+    classifiers = FieldClassifiers(prof.classifiers, detector.classes)
     spec = source or prof.source.default
     src = open_source(spec, prof)
     if prof.source.settle if settle is None else settle:
@@ -116,12 +151,14 @@ def run(
                     truth[c] = truth.get(c, 0) + n
             progress.advance(task)
 
-        session_id = Runner(prof, store, detector).run(src, sample, operator, on_field)
+        session_id = Runner(prof, store, detector, classifiers).run(src, sample, operator,
+                                                                      on_field)
     summary = session_summary(store, session_id)
     for line in skipped:
         err.print(line, markup=False, highlight=False)
     _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
                   truth if truth_known and truth else None)
+    _print_second_stage(summary)
     out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
               f"data {prof.storage.data_dir}", highlight=False)
     if json_out is not None:
@@ -162,11 +199,47 @@ def report(
     summary = session_summary(store, session)
     _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
                   f"  ({summary['status']})", summary)
+    _print_second_stage(summary)
     if summary["fields_skipped"] or summary["fields_rejected"]:
         out.print("reasons for rejected and unreadable fields are in the JSON report")
     path = json_out or Path(f"{summary['session_id']}.json")
     write_json(summary, path)
     out.print(f"report written to {path}", highlight=False)
+
+
+@app.command()
+def explain(
+    session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
+    field: Annotated[int, typer.Argument(help="Field index, as in the report.")],
+    cell: Annotated[int | None, typer.Option(
+        help="Explain the differential class of this white cell (its number in the field, as "
+        "in the crop file name NNNNN-cellKKK.png); without it, the field's ALL subtype.")] = None,
+    image_out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the overlay PNG (default: beside the evidence).")] = None,
+    profile: ProfileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show what a classifier decision rested on: an occlusion-sensitivity overlay (red where
+    covering the image lowers the decided class's probability most).
+
+    Examples:
+      hemascope explain 3f2a 12 --cell 2      # white cell 2 of field 12
+      hemascope explain 3f2a 12               # the ALL subtype scores of field 12
+    """
+    from edge.explain import explain as explain_decision
+    from edge.store import Store
+
+    prof = load_with_data_dir(profile, data_dir)
+    store = Store.open(prof.storage.data_dir)
+    sid = store.session(session)["id"]
+    target = image_out or store.evidence_dir(sid) / (
+        f"{field:05d}-cell{cell:03d}-explained.png" if cell is not None
+        else f"{field:05d}-field-explained.png")
+    e = explain_decision(store, sid, field, cell, prof.classifiers.wbc_model,
+                         prof.classifiers.all_model, target)
+    out.print(f"{e.what}: stored {e.stored[0]} {e.stored[1]:.3f}, recomputed with {e.model} "
+              f"{e.recomputed[0]} {e.recomputed[1]:.3f}", highlight=False)
+    out.print(f"overlay written to {e.image}", highlight=False)
 
 
 @app.command()

@@ -17,7 +17,10 @@ from edge.errors import HemascopeError
 from edge.qc import QCConfig
 from edge.settle import SettleConfig
 
-BUNDLED_DETECTOR = Path(__file__).parent / "models" / "detector.onnx"
+MODELS_DIR = Path(__file__).parent / "models"
+BUNDLED_DETECTOR = MODELS_DIR / "detector.onnx"
+BUNDLED_WBC_CLASSIFIER = MODELS_DIR / "wbc-differential.onnx"
+BUNDLED_ALL_CLASSIFIER = MODELS_DIR / "all-subtype.onnx"
 
 
 class _Section(BaseModel):
@@ -71,6 +74,29 @@ class ModelConfig(_Section):
     input_size: int | None = Field(None, ge=32, description=(
         "Expected square input size of the detector; the runner refuses a model of another "
         "size. Empty: accept the size in the model manifest."))
+
+
+class ClassifiersConfig(_Section):
+    wbc: bool = Field(False, description=(
+        "Classify every counted white cell (basophil, eosinophil, erythroblast, ig, lymphocyte, "
+        "monocyte, neutrophil, platelet) from a crop around its box; the report then shows the "
+        "differential."))
+    wbc_model: Path = Field(BUNDLED_WBC_CLASSIFIER, description=(
+        "WBC differential model (.onnx, manifest beside it)."))
+    crop_rbc_diameters: float = Field(4.3, ge=1.5, le=10.0, description=(
+        "Side of the square crop around a white cell, in red-cell diameters (the field's "
+        "median whole red-cell box), so that crops cover the same area of smear whatever the "
+        "optics and cell size stays a cue, as in the training crops: 4.3 is what a PBC "
+        "training image covers (224 px, red cells about 52 px)."))
+    all_subtype: bool = Field(False, description=(
+        "Score every counted field for acute lymphoblastic leukemia subtypes (Benign, Early "
+        "Pre-B, Pre-B, Pro-B); the report then shows the mean probabilities. For marrow or "
+        "blood smears of patients under ALL work-up, with Wright-Giemsa staining."))
+    all_model: Path = Field(BUNDLED_ALL_CLASSIFIER, description=(
+        "ALL subtype model (.onnx, manifest beside it)."))
+    threads: int = Field(1, ge=0, description=(
+        "Intra-op threads of each classifier (0: all cores). They run beside the detector, "
+        "so one thread keeps them from competing with it."))
 
 
 class BackendConfig(_Section):
@@ -132,6 +158,7 @@ class Profile(_Section):
     capture: SettleConfig = SettleConfig()
     qc: QCConfig = QCConfig()
     model: ModelConfig = ModelConfig()
+    classifiers: ClassifiersConfig = ClassifiersConfig()
     backend: BackendConfig = BackendConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
@@ -162,8 +189,9 @@ def load_profile(path: Path | None) -> Profile:
         raise HemascopeError(f"profile {path}: field '{where}': {err['msg']}",
                              "fix or remove that field (see docs/profiles.md)") from None
     base = path.resolve().parent
-    for section, key in (("model", "detector"), ("storage", "data_dir"), ("sync", "token_path"),
-                         ("sync", "ca_file")):
+    for section, key in (("model", "detector"), ("classifiers", "wbc_model"),
+                         ("classifiers", "all_model"), ("storage", "data_dir"),
+                         ("sync", "token_path"), ("sync", "ca_file")):
         value = getattr(getattr(profile, section), key)
         if isinstance(value, Path) and key in data.get(section, {}):
             setattr(getattr(profile, section), key, (base / value.expanduser()).resolve()

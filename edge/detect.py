@@ -68,15 +68,15 @@ def decode_yolo(output: np.ndarray, lb: Letterbox, image_shape: tuple[int, int],
     Boxes are mapped back from the letterboxed input to the original image and clipped.
     NMS is per class (boxes of different classes never suppress each other).
     """
-    pred = output[0].T  # (A, 4 + C)
-    scores_all = pred[:, 4:]
-    class_id = scores_all.argmax(axis=1)
-    scores = scores_all[np.arange(len(pred)), class_id]
-    keep = scores >= conf_threshold
-    if not keep.any():
+    head = output[0]  # (4 + C, A); select anchors before transposing anything
+    scores_all = head[4:]
+    scores = scores_all.max(axis=0)
+    keep = np.flatnonzero(scores >= conf_threshold)
+    if not keep.size:
         return Detections.empty()
-    pred, class_id, scores = pred[keep], class_id[keep], scores[keep]
-    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    class_id = scores_all[:, keep].argmax(axis=0)
+    scores = scores[keep]
+    cx, cy, w, h = head[:4, keep]
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     xyxy -= np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], dtype=xyxy.dtype)
     xyxy /= lb.scale

@@ -48,6 +48,20 @@ def check_model(profile: Profile) -> Check:
                  f"manifest; {m.input.width}x{m.input.height}, classes {', '.join(m.classes)}")
 
 
+def check_classifiers(profile: Profile) -> Check:
+    from edge.field_classifiers import FieldClassifiers
+
+    try:
+        enabled = FieldClassifiers(profile.classifiers, ["WBC", "RBC", "Platelets"]).models()
+    except HemascopeError as exc:
+        return Check("classifiers", FAIL, exc.problem, exc.fix)
+    if not enabled:
+        return Check("classifiers", OK, "off (classifiers.wbc and classifiers.all_subtype)")
+    return Check("classifiers", OK, "; ".join(f"{m['role']}: {m['file']} sha256 "
+                                             f"{str(m['sha256'])[:12]} matches its manifest"
+                                             for m in enabled))
+
+
 def check_backend(profile: Profile) -> Check:
     import onnxruntime
 
@@ -141,6 +155,6 @@ def run_checks(profile_path: Path | None) -> list[Check]:
     if profile is None:
         return [first]
     checks: list[Callable[[Profile], Check]] = [
-        check_model, check_backend, lambda _: check_edgetpu(), check_camera, check_disk,
-        check_database, check_clock]
+        check_model, check_classifiers, check_backend, lambda _: check_edgetpu(), check_camera,
+        check_disk, check_database, check_clock]
     return [first, *(check(profile) for check in checks)]

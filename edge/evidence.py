@@ -1,4 +1,5 @@
-"""Evidence images: the field as captured, with every detected cell boxed and the counts."""
+"""Evidence images: the field as captured, with every detected cell boxed and the counts, and
+the exact inputs the classifiers saw."""
 
 from __future__ import annotations
 
@@ -22,13 +23,17 @@ def _banner(image: np.ndarray, text: str, row: int, colour: tuple[int, int, int]
 
 
 def annotate(image: np.ndarray, det: Detections | None, classes: list[str],
-             rejected: str | None = None) -> np.ndarray:
-    """Boxes and counts drawn on a copy of the field; a rejected field says why, in red."""
+             rejected: str | None = None, labels: dict[int, str] | None = None) -> np.ndarray:
+    """Boxes and counts drawn on a copy of the field, each classified white cell named above
+    its box; a rejected field says why, in red."""
     out = image.copy()
     if det is not None:
-        for box, cid in zip(det.xyxy.astype(int), det.class_id, strict=True):
+        for i, (box, cid) in enumerate(zip(det.xyxy.astype(int), det.class_id, strict=True)):
             colour = _COLOURS[int(cid) % len(_COLOURS)]
             cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), colour, 1, cv2.LINE_AA)
+            if labels and i in labels:
+                cv2.putText(out, labels[i], (int(box[0]), max(10, int(box[1]) - 3)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
         counts = det.counts(len(classes))
         _banner(out, "  ".join(f"{name} {int(n)}" for name, n in
                                zip(classes, counts, strict=True)), 0, (0, 0, 0))
@@ -37,11 +42,13 @@ def annotate(image: np.ndarray, det: Detections | None, classes: list[str],
     return out
 
 
-def write_jpeg_atomic(path: Path, image: np.ndarray, quality: int) -> None:
-    """Write a JPEG so that a crash never leaves a half-written file under the final name."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+def write_image_atomic(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:
+    """Write a BGR image (JPEG or PNG, by the file's suffix) so that a crash never leaves a
+    half-written file under the final name."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix == ".jpg" else []
+    ok, buf = cv2.imencode(path.suffix, image, params)
     if not ok:
-        raise OSError(f"JPEG encoding failed for {path}")
+        raise OSError(f"image encoding failed for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as fh:

@@ -9,13 +9,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
 
 from edge import __version__, telemetry
 from edge.config import Profile
 from edge.detections import Detections
 from edge.detector import Detector, Timed
 from edge.errors import HemascopeError
-from edge.evidence import annotate, write_jpeg_atomic
+from edge.evidence import annotate, write_image_atomic
+from edge.field_classifiers import FieldClassifiers, FieldLabels
 from edge.frame import Frame, Unreadable
 from edge.qc import DuplicateGuard, QCResult, assess_cells, assess_image
 from edge.sources import Source
@@ -69,14 +73,19 @@ class Runner:
     """Runs one session: start it, process every field the source yields, finish it.
 
     Three stages overlap so that the model never waits for the disk: a reader thread decodes
-    and letterboxes the next field, the calling thread runs the model, and a writer thread
-    writes the evidence image and commits the field. Fields are stored in capture order.
+    and letterboxes the next field, the calling thread runs the detector, and a writer thread
+    quality-checks the field, runs the classifiers on a counted field (WBC differential per
+    white cell, ALL subtype per field), writes the evidence and commits the field. Fields are
+    stored in capture order.
     """
 
-    def __init__(self, profile: Profile, store: Store, detector: Detector) -> None:
+    def __init__(self, profile: Profile, store: Store, detector: Detector,
+                 classifiers: FieldClassifiers | None = None) -> None:
         self.profile = profile
         self.store = store
         self.detector = detector
+        self.classifiers = classifiers if classifiers is not None and classifiers.enabled \
+            else None
 
     def run(self, source: Source, sample_id: str, operator: str | None = None,
             on_field: Callable[[str, FieldOutcome], None] | None = None) -> str:
@@ -90,6 +99,7 @@ class Runner:
             profile_json=self.profile.model_dump_json(), source=source.name,
             model_file=self.detector.model_path.name, model_sha256=self.detector.sha256,
             classes=self.detector.classes, version=__version__,
+            classifiers=self.classifiers.models() if self.classifiers is not None else None,
         )
         self.store.add_telemetry(session_id, telemetry.snapshot())
         status = "interrupted"
@@ -160,6 +170,50 @@ class Runner:
         if errors:
             raise errors[0]
 
+    def _write_field(self, session_id: str, item: Frame, status: str, reason: str | None,
+                     detections: Detections | None, timings: dict[str, float],
+                     scores: dict[str, float], labels: FieldLabels | None,
+                     written: list[Path]) -> FieldRecord:
+        """Write the field's image files (listing each in `written`) and build its record."""
+        evidence_rel = None
+        if self.profile.storage.evidence:
+            evidence_rel = f"evidence/{session_id}/{item.index:05d}.jpg"
+            names = {c.cell: c.label for c in labels.cells} if labels is not None else None
+            written.append(self.store.data_dir / evidence_rel)
+            write_image_atomic(written[-1], annotate(item.image, detections,
+                                                     self.detector.classes, reason, names),
+                               self.profile.storage.jpeg_quality)
+        cell_labels = subtype = None
+        if labels is not None:
+            cell_labels, subtype = self._store_model_inputs(session_id, item.index, labels,
+                                                            written)
+        h, w = item.image.shape[:2]
+        return FieldRecord(idx=item.index, origin=item.origin,
+                           captured_at=_iso(item.captured_at), status=status, reason=reason,
+                           width=w, height=h,
+                           detections=detections if status == "counted" else None,
+                           evidence_path=evidence_rel, timings_ms=timings, qc=scores or None,
+                           cell_labels=cell_labels, subtype=subtype)
+
+    def _store_model_inputs(self, session_id: str, idx: int, labels: FieldLabels,
+                            written: list[Path]
+                            ) -> tuple[dict[int, tuple[str, float, str | None]], dict | None]:
+        """Keep what each classifier saw (lossless PNG, so `hemascope explain` reproduces the
+        stored scores exactly) when evidence is on; returns the per-cell labels to store."""
+        keep = self.profile.storage.evidence
+        cells: dict[int, tuple[str, float, str | None]] = {}
+        for c in labels.cells:
+            rel = f"evidence/{session_id}/{idx:05d}-cell{c.cell:03d}.png" if keep else None
+            if rel is not None:
+                written.append(self.store.data_dir / rel)
+                write_image_atomic(written[-1], cv2.cvtColor(c.model_input, cv2.COLOR_RGB2BGR))
+            cells[c.cell] = (c.label, c.score, rel)
+        if keep and labels.subtype_input is not None:
+            written.append(self.store.data_dir / f"evidence/{session_id}/{idx:05d}-field.png")
+            write_image_atomic(written[-1], cv2.cvtColor(labels.subtype_input,
+                                                         cv2.COLOR_RGB2BGR))
+        return cells, labels.subtype
+
     def _check_free_space(self) -> None:
         free_mb = shutil.disk_usage(self.store.data_dir).free / 2**20
         if free_mb < self.profile.storage.min_free_mb:
@@ -206,24 +260,18 @@ class Runner:
         reason = "; ".join(reasons) or None
         detections = result.detections if result is not None else None
         timings = {"decode": decode_ms, **(result.timings_ms if result is not None else {})}
-        evidence_rel = None
-        evidence_file = None
-        if self.profile.storage.evidence:
-            evidence_rel = f"evidence/{session_id}/{item.index:05d}.jpg"
-            evidence_file = self.store.data_dir / evidence_rel
-            write_jpeg_atomic(evidence_file, annotate(item.image, detections, classes, reason),
-                              self.profile.storage.jpeg_quality)
-        h, w = item.image.shape[:2]
-        record = FieldRecord(idx=item.index, origin=item.origin,
-                             captured_at=_iso(item.captured_at), status=status, reason=reason,
-                             width=w, height=h,
-                             detections=detections if status == "counted" else None,
-                             evidence_path=evidence_rel, timings_ms=timings, qc=scores or None)
+        labels = None
+        if status == "counted" and self.classifiers is not None and detections is not None:
+            labels = self.classifiers(item.image, detections)
+            timings["classify"] = labels.classify_ms
+        written: list[Path] = []
         try:
+            record = self._write_field(session_id, item, status, reason, detections, timings,
+                                       scores, labels, written)
             self.store.add_field(session_id, self.detector.sha256, classes, record)
         except BaseException:
-            if evidence_file is not None:  # no orphan evidence for a field that was not stored
-                evidence_file.unlink(missing_ok=True)
+            for path in written:  # no orphan evidence for a field that was not stored
+                path.unlink(missing_ok=True)
             raise
 
         def by_class(det: Detections | None) -> dict[str, int] | None:

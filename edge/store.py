@@ -20,7 +20,17 @@ from pathlib import Path
 from edge.detections import Detections
 from edge.errors import HemascopeError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Columns added after schema 2 (a v2 database is upgraded in place, nothing is rewritten).
+_V3_COLUMNS = (
+    ("sessions", "classifiers_json TEXT"),
+    ("fields", "subtype_json TEXT"),
+    ("fields", "classify_ms REAL"),
+    ("cells", "label TEXT"),
+    ("cells", "label_score REAL"),
+    ("cells", "crop_path TEXT"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -33,6 +43,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     model_file TEXT NOT NULL,
     model_sha256 TEXT NOT NULL,
     classes_json TEXT NOT NULL,
+    classifiers_json TEXT,
     hemascope_version TEXT NOT NULL,
     started_at TEXT NOT NULL,
     ended_at TEXT,
@@ -52,6 +63,8 @@ CREATE TABLE IF NOT EXISTS fields (
     model_sha256 TEXT NOT NULL,
     evidence_path TEXT,
     decode_ms REAL, preprocess_ms REAL, infer_ms REAL, postprocess_ms REAL,
+    subtype_json TEXT,
+    classify_ms REAL,
     UNIQUE (session_id, idx)
 );
 CREATE TABLE IF NOT EXISTS field_counts (
@@ -65,7 +78,10 @@ CREATE TABLE IF NOT EXISTS cells (
     field_id INTEGER NOT NULL REFERENCES fields(id),
     class_name TEXT NOT NULL,
     confidence REAL NOT NULL,
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    label TEXT,
+    label_score REAL,
+    crop_path TEXT
 );
 CREATE TABLE IF NOT EXISTS telemetry (
     id INTEGER PRIMARY KEY,
@@ -97,6 +113,9 @@ class FieldRecord:
     evidence_path: str | None = None
     timings_ms: dict[str, float] | None = None
     qc: dict[str, float] | None = None  # quality-control scores
+    # second stage: {cell row: (differential class, score, crop file)} and ALL probabilities
+    cell_labels: dict[int, tuple[str, float, str | None]] | None = None
+    subtype: dict[str, float] | None = None
 
 
 class Store:
@@ -127,13 +146,15 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 2, SCHEMA_VERSION):
             conn.close()
             raise HemascopeError(
                 f"database {data_dir / 'hemascope.db'} has schema {version}, this hemascope "
                 f"uses {SCHEMA_VERSION} (a pre-release database)",
                 "sync or export it with the hemascope that made it, then move it aside",
             )
+        if version == 2:
+            _upgrade_from_v2(conn)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(conn, data_dir)
@@ -157,15 +178,17 @@ class Store:
 
     def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
                       profile_json: str, source: str, model_file: str, model_sha256: str,
-                      classes: list[str], version: str) -> str:
+                      classes: list[str], version: str,
+                      classifiers: list[dict[str, object]] | None = None) -> str:
         session_id = uuid.uuid4().hex
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO sessions (id, sample_id, operator, profile_name, profile_json, source,"
-                " model_file, model_sha256, classes_json, hemascope_version, started_at, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                " model_file, model_sha256, classes_json, classifiers_json, hemascope_version,"
+                " started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
                 (session_id, sample_id, operator, profile_name, profile_json, source, model_file,
-                 model_sha256, json.dumps(classes), version, utc_now()),
+                 model_sha256, json.dumps(classes), json.dumps(classifiers or []), version,
+                 utc_now()),
             )
         return session_id
 
@@ -178,13 +201,15 @@ class Store:
                 cur = conn.execute(
                     "INSERT INTO fields (session_id, idx, origin, captured_at, status, reason,"
                     " qc_json, width, height, model_sha256, evidence_path, decode_ms,"
-                    " preprocess_ms, infer_ms, postprocess_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preprocess_ms, infer_ms, postprocess_ms, subtype_json, classify_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (session_id, record.idx, record.origin, record.captured_at, record.status,
                      record.reason, json.dumps(record.qc, sort_keys=True) if record.qc else None,
                      record.width, record.height, model_sha256,
                      record.evidence_path, t.get("decode"), t.get("preprocess"), t.get("infer"),
-                     t.get("postprocess")),
+                     t.get("postprocess"),
+                     json.dumps(record.subtype) if record.subtype is not None else None,
+                     t.get("classify")),
                 )
                 field_id = int(cur.lastrowid)
                 det = record.detections
@@ -194,12 +219,14 @@ class Store:
                         "INSERT INTO field_counts (field_id, class_name, count) VALUES (?, ?, ?)",
                         [(field_id, name, int(counts[i])) for i, name in enumerate(classes)],
                     )
+                    labels = record.cell_labels or {}
                     conn.executemany(
-                        "INSERT INTO cells (field_id, class_name, confidence, x1, y1, x2, y2)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(field_id, classes[int(c)], float(s), *map(float, box))
-                         for box, c, s in zip(det.xyxy, det.class_id, det.confidence,
-                                              strict=True)],
+                        "INSERT INTO cells (field_id, class_name, confidence, x1, y1, x2, y2,"
+                        " label, label_score, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(field_id, classes[int(c)], float(s), *map(float, box),
+                          *labels.get(i, (None, None, None)))
+                         for i, (box, c, s) in enumerate(zip(det.xyxy, det.class_id,
+                                                             det.confidence, strict=True))],
                     )
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc, self.data_dir) from None
@@ -257,12 +284,39 @@ class Store:
             out.setdefault(row["idx"], {})[row["class_name"]] = row["count"]
         return out
 
+    def differential(self, session_id: str) -> list[sqlite3.Row]:
+        """(label, label_score) of every classified white cell of the session's counted
+        fields."""
+        return self.conn.execute(
+            "SELECT c.label, c.label_score FROM cells c JOIN fields f ON f.id = c.field_id"
+            " WHERE f.session_id = ? AND f.status = 'counted' AND c.label IS NOT NULL"
+            " ORDER BY f.idx, c.id", (session_id,)).fetchall()
+
+    def cells(self, session_id: str, idx: int) -> list[sqlite3.Row]:
+        """The stored cells of field `idx`, in detection order."""
+        return self.conn.execute(
+            "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
+            " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx)).fetchall()
+
     def totals(self, session_id: str) -> dict[str, int]:
         """Per-class totals over the session's counted fields (summed by SQLite)."""
         return {row["class_name"]: row["total"] for row in self.conn.execute(
             "SELECT c.class_name, SUM(c.count) AS total FROM field_counts c JOIN fields f"
             " ON f.id = c.field_id WHERE f.session_id = ? AND f.status = 'counted'"
             " GROUP BY c.class_name", (session_id,))}
+
+
+def _upgrade_from_v2(conn: sqlite3.Connection) -> None:
+    """Add the second-stage columns to a schema-2 database, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column in _V3_COLUMNS:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _storage_error(exc: sqlite3.OperationalError, data_dir: Path) -> HemascopeError:

@@ -1,4 +1,5 @@
-"""Benchmark: raw onnxruntime inference vs the whole runner, per field, on the same frames.
+"""Benchmark: raw onnxruntime inference vs the whole runner, per field, on the same frames;
+and the runner with both classifiers (WBC differential, ALL subtype) vs detector only.
 
 Prints a table and writes JSON. Run it on an idle machine (no training in the background):
 
@@ -27,6 +28,7 @@ import onnxruntime
 from edge.config import Profile
 from edge.detect import letterbox, to_tensor
 from edge.detector import Detector
+from edge.field_classifiers import FieldClassifiers
 from edge.runner import Runner
 from edge.sources.folder import IMAGE_SUFFIXES, FolderSource, read_image
 from edge.store import Store
@@ -48,15 +50,40 @@ def raw_inference(detector: Detector, images: list[np.ndarray], warmup: int = 5)
     return times
 
 
-def end_to_end(profile: Profile, folder: Path, data_dir: Path) -> list[float]:
-    """Wall time between consecutive stored fields (decode, detect, evidence, commit)."""
+def end_to_end(profile: Profile, folder: Path, data_dir: Path, classify: bool = False,
+               max_wbc: int | None = None) -> list[float]:
+    """Wall time between consecutive stored fields (decode, detect, [classify,] evidence,
+    commit); with `max_wbc`, only of fields with at most that many white cells."""
     profile.storage.data_dir = data_dir
+    profile.classifiers.wbc = profile.classifiers.all_subtype = classify
     detector = Detector(profile.model.detector)
+    classifiers = FieldClassifiers(profile.classifiers, detector.classes)
     store = Store.open(data_dir)
-    stamps: list[float] = []
-    Runner(profile, store, detector).run(FolderSource(folder), "bench", None,
-                                         lambda _sid, _o: stamps.append(time.perf_counter()))
-    return [(b - a) * 1e3 for a, b in itertools.pairwise(stamps)]
+    stamps: list[tuple[float, int]] = []
+    Runner(profile, store, detector, classifiers).run(
+        FolderSource(folder), "bench", None,
+        lambda _sid, o: stamps.append((time.perf_counter(), (o.counts or {}).get("WBC", 0))))
+    return [(b - a) * 1e3 for (a, _), (b, wbc) in itertools.pairwise(stamps)
+            if max_wbc is None or wbc <= max_wbc]
+
+
+def classifier_latency(images: list[np.ndarray]) -> dict[str, float]:
+    """Median ms per WBC crop and per ALL field, model call and preprocessing included."""
+    from edge.classifier import Classifier
+    from edge.config import BUNDLED_ALL_CLASSIFIER, BUNDLED_WBC_CLASSIFIER
+
+    out = {}
+    for name, path, crop in (("wbc_ms_per_crop", BUNDLED_WBC_CLASSIFIER, True),
+                             ("all_ms_per_field", BUNDLED_ALL_CLASSIFIER, False)):
+        classifier = Classifier(path)
+        times = []
+        for image in images:
+            part = image[100:300, 200:400] if crop else image
+            t0 = time.perf_counter()
+            classifier(part)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[name] = statistics.median(times[5:])
+    return out
 
 
 def runner_peak_rss_mb(folder: Path, data_dir: Path) -> float:
@@ -87,8 +114,13 @@ def main() -> None:
         # memory of the decoded frames this process holds.
         rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
         detector = Detector(profile.model.detector)
-        raw = raw_inference(detector, [read_image(p) for p in paths])
+        images = [read_image(p) for p in paths]
+        raw = raw_inference(detector, images)
         e2e = end_to_end(profile, frames, Path(tmp) / "data")
+        # second stage, on fields with at most 3 white cells (issue 4's condition)
+        det_only = end_to_end(profile, frames, Path(tmp) / "data-d", max_wbc=3)
+        both = end_to_end(profile, frames, Path(tmp) / "data-c", classify=True, max_wbc=3)
+        latency = classifier_latency(images)
     result = {
         "frames": len(paths),
         "model": {"file": detector.model_path.name, "sha256": detector.sha256,
@@ -97,6 +129,14 @@ def main() -> None:
         "end_to_end_ms_per_field": {"median": statistics.median(e2e), "p90": pct(e2e, 90)},
         "ratio_end_to_end_over_raw": statistics.median(e2e) / statistics.median(raw),
         "runner_peak_rss_mb": rss,
+        "classifiers": {
+            "fields_with_at_most_3_wbc": len(both),
+            "detector_only_ms_per_field": statistics.median(det_only),
+            "with_wbc_and_all_ms_per_field": statistics.median(both),
+            "ratio_with_classifiers_over_detector_only":
+                statistics.median(both) / statistics.median(det_only),
+            **latency,
+        },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "processor": platform.machine()},
     }
@@ -107,6 +147,12 @@ def main() -> None:
           f"{result['end_to_end_ms_per_field']['median']:7.2f} ms")
     print(f"ratio                       {result['ratio_end_to_end_over_raw']:.3f}x")
     print(f"runner peak RSS             {rss:7.1f} MB")
+    c = result["classifiers"]
+    print(f"fields with <= 3 WBC: detector only {c['detector_only_ms_per_field']:.2f} ms, "
+          f"with both classifiers {c['with_wbc_and_all_ms_per_field']:.2f} ms, ratio "
+          f"{c['ratio_with_classifiers_over_detector_only']:.3f}x")
+    print(f"classifier latency: WBC {c['wbc_ms_per_crop']:.2f} ms/crop, "
+          f"ALL {c['all_ms_per_field']:.2f} ms/field")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

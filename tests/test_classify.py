@@ -16,13 +16,13 @@ from .conftest import BUNDLED_MODEL, needs_datasets, offline_env, run_cli
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 
+from training.augment import hsv_shift, shift_hue_saturation, stain_jitter  # noqa: E402
 from training.classify_data import class_weights, read_class_folders  # noqa: E402
 from training.classify_metrics import (  # noqa: E402
     classification_report,
     confusion_matrix,
     expected_calibration_error,
 )
-from training.stain import shift_hue_saturation, stain_jitter  # noqa: E402
 
 
 def _image(path: Path, seed: int) -> None:
@@ -122,6 +122,20 @@ def test_hue_and_saturation_shift():
     assert (shift_hue_saturation(red, -360, 1.0) == red).all()
 
 
+def test_training_hsv_shift_matches_the_robustness_measurement():
+    """Training jitters colour in the very space (c) is measured in: the torch batch shift
+    equals OpenCV's HSV shift image by image."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    hues, sats = [-10.0, 0.0, 25.0], [0.7, 1.0, 1.3]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    out = hsv_shift(x, torch.tensor(hues), torch.tensor(sats))
+    got = (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for i in range(3):
+        want = shift_hue_saturation(images[i], hues[i], sats[i])
+        assert np.abs(got[i].astype(int) - want).max() <= 1
+
+
 def test_stain_jitter_is_identity_at_zero_strength_and_gray_world_at_p1():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 16, 16, generator=gen) * 0.4 + 0.3
@@ -212,7 +226,7 @@ def test_train_export_eval_classifier_offline(tmp_path):
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["same_data_as_training"] and result["as_is"]["images"] == 8
     assert set(result["robustness"]) == {"a_as_is", "b_gray_world", "c_hue_sat_worst",
-                                         "c_hue_sat_mean"}
+                                         "c_hue_sat_mean", "d_coarse"}
     # ONNX through edge and torch in training saw the same pixels: same figures.
     best = torch.load(run / "train" / "weights" / "best.pt", weights_only=True)["val"]
     assert result["as_is"]["accuracy"] == pytest.approx(best["accuracy"])

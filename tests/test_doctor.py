@@ -17,7 +17,8 @@ def _profile_file(tmp_path, body: str = "") -> str:
 def test_ready_machine_exits_zero_and_lists_every_check(tmp_path):
     result = run_cli("doctor", "-p", _profile_file(tmp_path))
     assert result.returncode == 0, result.stdout
-    for name in ("profile", "model", "backend", "edge tpu", "camera", "disk", "database", "clock"):
+    for name in ("profile", "model", "classifiers", "backend", "edge tpu", "camera", "disk",
+                 "database", "clock"):
         assert f"│ {name}" in result.stdout
     assert "ready" in result.stdout.splitlines()[-1]
 
@@ -78,3 +79,11 @@ def test_checks_stop_after_an_invalid_profile(tmp_path):
     bad.write_text("nonsense = 1\n")
     checks = run_checks(bad)
     assert [c.name for c in checks] == ["profile"] and checks[0].status == FAIL
+
+
+def test_a_missing_classifier_model_fails_the_classifiers_check(tmp_path):
+    body = f"[classifiers]\nwbc = true\nwbc_model = '{tmp_path / 'gone.onnx'}'\n"
+    result = run_cli("doctor", "-p", _profile_file(tmp_path, body))
+    assert result.returncode == 1 and "not ready: classifiers" in result.stdout
+    ok = run_cli("doctor", "-p", _profile_file(tmp_path, "[classifiers]\nwbc = true\n"))
+    assert ok.returncode == 0 and "wbc-differential.onnx" in ok.stdout

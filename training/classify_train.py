@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.augment import geometric_jitter, resolution_jitter, stain_jitter
 from training.classify_data import class_weights, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
 from training.classify_model import WIDTHS, SmallNet
-from training.stain import geometric_jitter, stain_jitter
 from training.train import _cpu_seconds, command_line
 
 CHECKPOINT_FORMAT = "hemascope-classifier/1"
@@ -36,6 +36,7 @@ class ClassifyTrainConfig:
     seed: int = 0
     balance: bool = True  # inverse-frequency class weights in the loss
     stain_jitter: bool = True
+    resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     shift: int = 8  # random translation in pixels
     threads: int = 0  # torch CPU threads (0: torch's default)
 
@@ -97,6 +98,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
             idx = order[i:i + cfg.batch]
             x = pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0
             x = geometric_jitter(x, gen, cfg.shift)
+            if cfg.resolution_jitter:
+                x = resolution_jitter(x, gen)
             if cfg.stain_jitter:
                 x = stain_jitter(x, gen)
             loss = loss_fn(model(x.to(device)), labels["train"][idx].to(device))

@@ -79,6 +79,9 @@ def train_classify(
         help="Weight the loss by inverse class frequency.")] = True,
     stain_jitter: Annotated[bool, typer.Option(
         help="Random stain cast, hue, saturation, brightness and gray-world in training.")] = True,
+    resolution_jitter: Annotated[bool, typer.Option(
+        help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
+        "cameras would.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
@@ -93,7 +96,8 @@ def train_classify(
 
     cfg = ClassifyTrainConfig(data=data, out=out, imgsz=imgsz, epochs=epochs, batch=batch, lr=lr,
                               device=device, val_fraction=val_fraction, balance=balance,
-                              stain_jitter=stain_jitter, threads=threads)
+                              stain_jitter=stain_jitter, resolution_jitter=resolution_jitter,
+                              threads=threads)
     manifest = train_classifier(cfg, resume=resume)
     typer.echo(f"trained: {manifest}")
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'} "
@@ -119,7 +123,8 @@ def _print_classifier_result(result: dict) -> None:
                   f"ECE {base['ece']:.4f}  p50 {result['latency_ms_p50']:.1f} ms/image")
     console.print(f"stain: (a) as is {r['a_as_is']:.4f}  (b) gray-world {r['b_gray_world']:.4f}  "
                   f"(c) hue +-10/sat +-30% worst {r['c_hue_sat_worst']:.4f} "
-                  f"mean {r['c_hue_sat_mean']:.4f}")
+                  f"mean {r['c_hue_sat_mean']:.4f}  (d) 3x coarser camera "
+                  f"{r.get('d_coarse', float('nan')):.4f}")
     console.print(f"confusion matrix (rows true, columns predicted): {base['confusion_matrix']}")
 
 

@@ -1,0 +1,106 @@
+"""Training augmentations for the classifiers (batched torch) and the exact image changes
+used to measure robustness (OpenCV, independent of the training implementation): stain and
+colour, resolution, geometry."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+
+def shift_hue_saturation(image_rgb: np.ndarray, hue_deg: float, sat_scale: float) -> np.ndarray:
+    """Rotate hue by `hue_deg` degrees and scale saturation by `sat_scale` (HSV, float)."""
+    hsv = cv2.cvtColor(image_rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + hue_deg) % 360.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * sat_scale, 0.0, 1.0)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def hsv_shift(x: torch.Tensor, hue_deg: torch.Tensor, sat_scale: torch.Tensor) -> torch.Tensor:
+    """Per-image HSV hue rotation (degrees) and saturation scaling of an Nx3xHxW [0, 1] batch:
+    the batched torch twin of `shift_hue_saturation` (value is kept)."""
+    value, top = x.max(dim=1)
+    chroma = value - x.min(dim=1).values
+    safe = chroma.clamp_min(1e-8)
+    r, g, b = x.unbind(dim=1)
+    hue = torch.where(top == 0, ((g - b) / safe) % 6,
+                      torch.where(top == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    hue = torch.where(chroma > 0, hue, torch.zeros_like(hue))
+    sat = torch.where(value > 0, chroma / value.clamp_min(1e-8), torch.zeros_like(value))
+    hue = (hue + hue_deg.view(-1, 1, 1) / 60.0) % 6
+    sat = (sat * sat_scale.view(-1, 1, 1)).clamp(0.0, 1.0)
+    # HSV -> RGB: channel n (R 5, G 3, B 1) = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n + H) % 6
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (n + hue) % 6
+        out.append(value - value * sat * torch.minimum(k, 4 - k).clamp(0.0, 1.0))
+    return torch.stack(out, dim=1)
+
+
+def stain_jitter(x: torch.Tensor, gen: torch.Generator, hue_deg: float = 15.0,
+                 sat: float = 0.4, cast: float = 0.08, brightness: float = 0.15,
+                 gray_world_p: float = 0.3) -> torch.Tensor:
+    """Random colour per image of an Nx3xHxW [0, 1] batch: per-channel stain cast (log-normal
+    gains), HSV hue rotation and saturation scaling, brightness scaling and, with probability
+    `gray_world_p`, gray-world normalisation."""
+    n = x.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=gen)
+
+    x = (x * torch.exp(torch.randn(n, 3, 1, 1, generator=gen) * cast)).clamp(0.0, 1.0)
+    x = hsv_shift(x, uniform(-hue_deg, hue_deg).to(x.device),
+                  uniform(1 - sat, 1 + sat).to(x.device))
+    x = x * uniform(1 - brightness, 1 + brightness).view(n, 1, 1, 1).to(x.device)
+    means = x.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    neutral = x * (means.mean(dim=1, keepdim=True) / means)
+    pick = (torch.rand(n, generator=gen) < gray_world_p).view(n, 1, 1, 1).to(x.device)
+    return torch.where(pick, neutral, x).clamp(0.0, 1.0)
+
+
+def coarsen(image_rgb: np.ndarray, factor: float) -> np.ndarray:
+    """The image as a camera `factor` times coarser would see it: area-downscaled, then
+    bilinear-upscaled back to its size."""
+    h, w = image_rgb.shape[:2]
+    small = cv2.resize(image_rgb, (max(1, round(w / factor)), max(1, round(h / factor))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def resolution_jitter(x: torch.Tensor, gen: torch.Generator, max_factor: float = 3.5,
+                      p: float = 0.5) -> torch.Tensor:
+    """With probability `p` per image, coarsen it by a random factor in [1, max_factor]
+    (area down, bilinear up): cells seen through cheaper optics or sensors, such as a
+    640x480 camera on a field where the training crops were sharp."""
+    n, _, h, w = x.shape
+    pick = torch.rand(n, generator=gen) < p
+    factors = 1 + (max_factor - 1) * torch.rand(n, generator=gen)
+    out = x.clone()
+    for i in torch.nonzero(pick).flatten().tolist():
+        size = (max(1, round(h / float(factors[i]))), max(1, round(w / float(factors[i]))))
+        small = torch.nn.functional.interpolate(x[i:i + 1], size=size, mode="area")
+        out[i] = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear",
+                                                 align_corners=False)[0]
+    return out
+
+
+def geometric_jitter(x: torch.Tensor, gen: torch.Generator, shift: int) -> torch.Tensor:
+    """Random flips, 90-degree rotations and shifts of up to `shift` pixels (reflect padding):
+    cells and fields have no up or left."""
+    n, _, h, w = x.shape
+    flips = torch.rand(n, 2, generator=gen) < 0.5
+    turns = torch.randint(0, 4, (n,), generator=gen)
+    offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=gen)
+    padded = torch.nn.functional.pad(x, (shift,) * 4, mode="reflect") if shift else x
+    out = torch.empty_like(x)
+    for i in range(n):
+        oy, ox = int(offsets[i, 0]), int(offsets[i, 1])
+        img = padded[i, :, oy:oy + h, ox:ox + w] if shift else x[i]
+        if flips[i, 0]:
+            img = img.flip(2)
+        if flips[i, 1]:
+            img = img.flip(1)
+        out[i] = torch.rot90(img, int(turns[i]), dims=(1, 2))
+    return out
