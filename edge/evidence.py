@@ -45,7 +45,8 @@ def annotate(image: np.ndarray, det: Detections | None, classes: list[str],
 def write_image_atomic(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:
     """Write a BGR image (JPEG or PNG, by the file's suffix) so that a crash never leaves a
     half-written file under the final name."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix == ".jpg" else []
+    params = ([cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix == ".jpg"
+              else [cv2.IMWRITE_PNG_COMPRESSION, 1])  # lossless either way; level 1 is fast
     ok, buf = cv2.imencode(path.suffix, image, params)
     if not ok:
         raise OSError(f"image encoding failed for {path}")
