@@ -72,11 +72,12 @@ class _Pipe:
 class Runner:
     """Runs one session: start it, process every field the source yields, finish it.
 
-    Three stages overlap so that the model never waits for the disk: a reader thread decodes
-    and letterboxes the next field, the calling thread runs the detector, and a writer thread
-    quality-checks the field, runs the classifiers on a counted field (WBC differential per
-    white cell, ALL subtype per field), writes the evidence and commits the field. Fields are
-    stored in capture order.
+    Three stages overlap so that the models never wait for the disk: a reader thread decodes,
+    checks image quality and letterboxes the next field; the calling thread runs the detector,
+    the cell and duplicate checks and, on a counted field, the classifiers (WBC differential
+    per white cell, ALL subtype per field), one model at a time so they never compete for the
+    cores; a writer thread writes the evidence and commits the field. Fields are stored in
+    capture order.
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -116,7 +117,7 @@ class Runner:
         stop = threading.Event()
         prepared, detected = _Pipe(stop), _Pipe(stop)
         errors: list[BaseException] = []
-        duplicates = DuplicateGuard(self.profile.qc)  # used by the writer only, in field order
+        duplicates = DuplicateGuard(self.profile.qc)  # used by the main thread, in field order
 
         def read() -> None:
             try:
@@ -142,7 +143,7 @@ class Runner:
         def write() -> None:
             try:
                 while (job := detected.get()) is not _END:
-                    outcome = self._store(session_id, duplicates, *job)
+                    outcome = self._store(session_id, *job)
                     if on_field is not None:
                         on_field(session_id, outcome)
             except BaseException as exc:
@@ -160,7 +161,12 @@ class Runner:
                     break
                 item, prep, decode_ms, image_qc = job
                 result = self.detector.detect(prep) if prep is not None else None
-                if not detected.put((item, result, decode_ms, image_qc)):
+                verdict = labels = None
+                if isinstance(item, Frame):
+                    verdict = self._verdict(item, result, image_qc, duplicates)
+                    if not verdict[0] and self.classifiers is not None and result is not None:
+                        labels = self.classifiers(item.image, result.detections)
+                if not detected.put((item, result, decode_ms, verdict, labels)):
                     break
         finally:
             detected.put(_END)  # the writer stores every field detected so far, then stops
@@ -238,9 +244,9 @@ class Runner:
         duplicate = duplicates.check(item.image)
         return ([duplicate] if duplicate else []), scores
 
-    def _store(self, session_id: str, duplicates: DuplicateGuard, item: Frame | Unreadable,
-               result: Timed | None, decode_ms: float, image_qc: QCResult | None
-               ) -> FieldOutcome:
+    def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
+               decode_ms: float, verdict: tuple[list[str], dict[str, float]] | None,
+               labels: FieldLabels | None) -> FieldOutcome:
         """Quality-check, write the evidence image and commit one field.
 
         An unreadable field is stored as 'skipped', a field failing quality control as
@@ -255,14 +261,12 @@ class Runner:
             self.store.add_field(session_id, self.detector.sha256, classes, record)
             return FieldOutcome(item.index, item.origin, "skipped", item.reason, None,
                                 record.timings_ms)
-        reasons, scores = self._verdict(item, result, image_qc, duplicates)
+        reasons, scores = verdict or ([], {})
         status = "rejected" if reasons else "counted"
         reason = "; ".join(reasons) or None
         detections = result.detections if result is not None else None
         timings = {"decode": decode_ms, **(result.timings_ms if result is not None else {})}
-        labels = None
-        if status == "counted" and self.classifiers is not None and detections is not None:
-            labels = self.classifiers(item.image, detections)
+        if labels is not None:
             timings["classify"] = labels.classify_ms
         written: list[Path] = []
         try:

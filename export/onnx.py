@@ -41,8 +41,14 @@ def export_onnx(checkpoint: Path, out: Path, imgsz: int | None = None,
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     train_info = training_manifest(checkpoint)
-    size = imgsz or int(train_info.get("imgsz", 416))
     model = YOLO(str(checkpoint))
+    # the size it was trained at, recorded in the checkpoint itself (a committed checkpoint
+    # has no run folder beside it)
+    trained_at = (getattr(model, "ckpt", None) or {}).get("train_args", {}).get("imgsz")
+    size = imgsz or trained_at or train_info.get("imgsz")
+    if not size:
+        raise ValueError(f"{checkpoint} does not record its training input size: pass --imgsz")
+    size = int(size)
     started = time.time()
     produced = Path(model.export(format="onnx", imgsz=size, simplify=True, opset=opset,
                                  dynamic=False, half=False, device="cpu"))

@@ -17,6 +17,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0 = onnxruntime's choice (all cores)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The memory pattern pre-plans one block for every activation of a run: at 640 px it
+        # raised the runner's peak RSS by 35 MB and bought no measurable speed.
+        options.enable_mem_pattern = False
         available = set(ort.get_available_providers())
         providers = [p for p in _PREFERRED if p in available]
         try:
