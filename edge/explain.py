@@ -9,6 +9,7 @@ gradients, no torch), so it runs on the device.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class Explanation:
     image: Path
 
 
-def _classifier_for(store_row: dict, role: str, model_path: Path) -> Classifier:
+def _classifier_for(store_row: sqlite3.Row, role: str, model_path: Path) -> Classifier:
     """The installed classifier, refused unless it is the one the session used."""
     used = next((m for m in json.loads(store_row["classifiers_json"] or "[]")
                  if m["role"] == role), None)
@@ -125,7 +126,7 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
     patch = max(4, classifier.size // 8)
     heat = occlusion_map(classifier, rgb, cid, patch, max(2, patch // 2))
     caption = (f"{what}: {stored[0]} p={stored[1]:.3f}  (red: covering it lowers p most, "
-               f"max drop {heat.max():.2f})")
+               f"max drop {heat.max():.3f})")
     write_image_atomic(out, overlay(rgb, heat, caption))
     best_now = int(probs_now.argmax())
     return Explanation(what, classifier.manifest.file, stored,

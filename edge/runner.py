@@ -247,10 +247,11 @@ class Runner:
     def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
                decode_ms: float, verdict: tuple[list[str], dict[str, float]] | None,
                labels: FieldLabels | None) -> FieldOutcome:
-        """Quality-check, write the evidence image and commit one field.
+        """Write the evidence files and commit one field, given its quality verdict.
 
         An unreadable field is stored as 'skipped', a field failing quality control as
-        'rejected' with its reasons (neither is counted); the rest as 'counted'.
+        'rejected' with its reasons (neither is counted); the rest as 'counted', with the
+        classifiers' labels when they ran.
         """
         self._check_free_space()
         classes = self.detector.classes
