@@ -20,6 +20,8 @@ against the profile's folder. Shipped profiles: `firmware_config/profiles/*.toml
 This page is generated from `edge/config.py` by `python scripts/gen_profile_docs.py`.
 """
 SHOWN_DEFAULTS = {("model", "detector"): "bundled edge/models/detector.onnx",
+                  ("classifiers", "wbc_model"): "bundled edge/models/wbc-differential.onnx",
+                  ("classifiers", "all_model"): "bundled edge/models/all-subtype.onnx",
                   ("storage", "data_dir"): "user data dir (~/.local/share/hemascope)"}
 
 
