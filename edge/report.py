@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ NOT_A_WHITE_CELL = "platelet"  # a white-cell box the classifier calls this cont
 UNRELIABLE_SHARE = 0.2  # flagged share above which the differential is called unreliable
 
 
-def differential(cells: list) -> dict[str, Any] | None:
+def differential(cells: list[sqlite3.Row]) -> dict[str, Any] | None:
     """Counts and % per class, and the cells to review: the classifier unsure, or calling a
     detected white cell a platelet (the two models disagree: often an unfamiliar stain)."""
     if not cells:
