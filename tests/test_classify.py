@@ -16,7 +16,13 @@ from .conftest import BUNDLED_MODEL, needs_datasets, offline_env, run_cli
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 
-from training.augment import hsv_shift, shift_hue_saturation, stain_jitter  # noqa: E402
+from training.augment import (  # noqa: E402
+    coarsen,
+    hsv_shift,
+    resolution_jitter,
+    shift_hue_saturation,
+    stain_jitter,
+)
 from training.classify_data import class_weights, read_class_folders  # noqa: E402
 from training.classify_metrics import (  # noqa: E402
     classification_report,
@@ -134,6 +140,20 @@ def test_training_hsv_shift_matches_the_robustness_measurement():
     for i in range(3):
         want = shift_hue_saturation(images[i], hues[i], sats[i])
         assert np.abs(got[i].astype(int) - want).max() <= 1
+
+
+def test_resolution_jitter_blurs_some_images_and_keeps_the_rest():
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(8, 3, 32, 32, generator=gen) > 0.5).float()  # sharp noise
+    assert torch.equal(resolution_jitter(x, gen, p=0.0), x)
+    blurred = resolution_jitter(x, gen, max_factor=4.0, p=1.0)
+    assert blurred.shape == x.shape
+    assert (blurred - x).abs().mean() > 0.1  # detail is lost ...
+    # ... but not light
+    assert torch.allclose(blurred.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.05)
+    image = (np.random.default_rng(0).random((30, 30, 3)) * 255).astype(np.uint8)
+    assert (coarsen(image, 1.0) == image).all()
+    assert coarsen(image, 3.0).std() < image.std()
 
 
 def test_stain_jitter_is_identity_at_zero_strength_and_gray_world_at_p1():
