@@ -110,6 +110,9 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
             raise HemascopeError(f"field {field_idx} has no ALL subtype scores",
                                  "pass --cell N for a white cell, or explain a session run with "
                                  "classifiers.all_subtype = true")
+        if field["evidence_path"] is None:
+            raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
+                                 "was off)", "explanations need the stored classifier input")
         classifier = _classifier_for(session, "all_subtype", all_model)
         source = evidence / f"{field_idx:05d}-field.png"
         probs = json.loads(field["subtype_json"])

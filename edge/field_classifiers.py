@@ -92,6 +92,10 @@ class FieldClassifiers:
             return here
         return float(np.median(self.rulers)) if self.rulers else None
 
+    def new_session(self) -> None:
+        """Forget the previous slide's red-cell size."""
+        self.rulers.clear()
+
     @property
     def enabled(self) -> bool:
         return self.wbc is not None or self.subtype is not None

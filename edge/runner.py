@@ -102,6 +102,8 @@ class Runner:
             classes=self.detector.classes, version=__version__,
             classifiers=self.classifiers.models() if self.classifiers is not None else None,
         )
+        if self.classifiers is not None:
+            self.classifiers.new_session()
         self.store.add_telemetry(session_id, telemetry.snapshot())
         status = "interrupted"
         try:

@@ -146,6 +146,12 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise HemascopeError(
+                f"database {data_dir / 'hemascope.db'} has schema {version}, written by a newer "
+                f"hemascope (this one reads up to {SCHEMA_VERSION})",
+                "upgrade hemascope on this device; the database is untouched")
         if version not in (0, 2, SCHEMA_VERSION):
             conn.close()
             raise HemascopeError(
@@ -169,7 +175,8 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -310,6 +317,9 @@ def _upgrade_from_v2(conn: sqlite3.Connection) -> None:
     """Add the second-stage columns to a schema-2 database, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != 2:  # upgraded meanwhile
+            conn.execute("COMMIT")
+            return
         for table, column in _V3_COLUMNS:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

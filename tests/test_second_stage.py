@@ -145,3 +145,32 @@ def test_the_red_cell_ruler_ignores_cut_cells_and_needs_three():
     assert rbc_diameter(det, 1, (150, 200)) == 30
     assert rbc_diameter(det[np.array([0, 1, 3, 4])], 1, (150, 200)) is None
     assert rbc_diameter(det, 0, (150, 200)) is None  # no boxes of that class
+
+
+def test_a_database_from_a_newer_hemascope_is_refused_untouched(tmp_path):
+    Store.open(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "hemascope.db")
+    conn.execute("PRAGMA user_version=9")
+    conn.commit()
+    conn.close()
+    from edge.errors import HemascopeError
+
+    with pytest.raises(HemascopeError, match="newer hemascope"):
+        Store.open(tmp_path)
+    conn = sqlite3.connect(tmp_path / "hemascope.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 9
+
+
+def test_the_ruler_falls_back_to_the_session_then_resets_for_a_new_slide():
+    from edge.config import ClassifiersConfig
+    from edge.field_classifiers import FieldClassifiers
+
+    fc = FieldClassifiers(ClassifiersConfig(wbc=True), ["WBC", "RBC", "Platelets"])
+    three = Detections.from_arrays([[10, 10, 40, 40], [50, 50, 80, 80], [90, 90, 120, 120]],
+                                   [1, 1, 1])
+    few = Detections.from_arrays([[10, 10, 60, 60]], [1])
+    assert fc._ruler(few, (200, 200)) is None  # nothing measured yet
+    assert fc._ruler(three, (200, 200)) == 30
+    assert fc._ruler(few, (200, 200)) == 30  # the session's red cells so far
+    fc.new_session()
+    assert fc._ruler(few, (200, 200)) is None
