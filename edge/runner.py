@@ -110,8 +110,10 @@ class Runner:
             self._pipeline(session_id, source, on_field)
             status = "finished"
         finally:
-            self.store.add_telemetry(session_id, telemetry.snapshot())
-            self.store.finish_session(session_id, status)
+            try:
+                self.store.add_telemetry(session_id, telemetry.snapshot())
+            finally:  # a failed snapshot must not leave the session 'running'
+                self.store.finish_session(session_id, status)
         return session_id
 
     def _pipeline(self, session_id: str, source: Source,

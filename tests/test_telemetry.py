@@ -37,3 +37,22 @@ def test_a_failing_reader_never_stops_a_session(tmp_path, monkeypatch):
         SyntheticSource(count=2, seed=1), "S-t")
     snaps = session_summary(store, sid)["telemetry"]
     assert len(snaps) == 2 and all("mem_total_mb" in s and "at" in s for s in snaps)
+
+
+def test_a_failed_final_snapshot_still_finishes_the_session(tmp_path, monkeypatch):
+    store = Store.open(tmp_path)
+    calls = []
+    real = store.add_telemetry
+
+    def fails_at_the_end(session_id: str, data: dict) -> None:
+        calls.append(session_id)
+        if len(calls) > 1:
+            raise OSError("database is locked")
+        real(session_id, data)
+
+    monkeypatch.setattr(store, "add_telemetry", fails_at_the_end)
+    with pytest.raises(OSError, match="locked"):
+        Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(
+            SyntheticSource(count=2, seed=1), "S-t")
+    (session,) = store.sessions()
+    assert session["status"] == "finished" and session["counted"] == 2
