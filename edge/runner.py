@@ -193,21 +193,19 @@ class Runner:
             write_image_atomic(written[-1], annotate(item.image, detections,
                                                      self.detector.classes, reason, names),
                                self.profile.storage.jpeg_quality)
-        cell_labels = subtype = None
-        if labels is not None:
-            cell_labels, subtype = self._store_model_inputs(session_id, item.index, labels,
-                                                            written)
+        cell_labels = (self._store_model_inputs(session_id, item.index, labels, written)
+                       if labels is not None else None)
         h, w = item.image.shape[:2]
         return FieldRecord(idx=item.index, origin=item.origin,
                            captured_at=_iso(item.captured_at), status=status, reason=reason,
                            width=w, height=h,
                            detections=detections if status == "counted" else None,
                            evidence_path=evidence_rel, timings_ms=timings, qc=scores or None,
-                           cell_labels=cell_labels, subtype=subtype)
+                           cell_labels=cell_labels,
+                           subtype=labels.subtype if labels is not None else None)
 
     def _store_model_inputs(self, session_id: str, idx: int, labels: FieldLabels,
-                            written: list[Path]
-                            ) -> tuple[dict[int, tuple[str, float, str | None]], dict | None]:
+                            written: list[Path]) -> dict[int, tuple[str, float, str | None]]:
         """Keep what each classifier saw (lossless PNG, so `hemascope explain` reproduces the
         stored scores exactly) when evidence is on; returns the per-cell labels to store."""
         keep = self.profile.storage.evidence
@@ -222,7 +220,7 @@ class Runner:
             written.append(self.store.data_dir / f"evidence/{session_id}/{idx:05d}-field.png")
             write_image_atomic(written[-1], cv2.cvtColor(labels.subtype_input,
                                                          cv2.COLOR_RGB2BGR))
-        return cells, labels.subtype
+        return cells
 
     def _check_free_space(self) -> None:
         free_mb = shutil.disk_usage(self.store.data_dir).free / 2**20
