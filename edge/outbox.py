@@ -98,24 +98,30 @@ def _evidence(store: Store, summary: dict[str, Any], sync: dict[str, Any]) -> di
 
 
 def build_payload(store: Store, session_id: str, version: int) -> dict[str, Any]:
-    """Everything the hub keeps about a session: summary, fields with cells, model digests."""
+    """Everything the hub keeps about a session: summary, fields with cells (and the WBC
+    differential's label of each classified cell), every model digest involved."""
     session = store.session(session_id)
     summary = session_summary(store, session_id)
     profile = json.loads(session["profile_json"])
     fields = []
-    digests = {session["model_sha256"]}
+    digests = {session["model_sha256"], *(c["sha256"] for c in summary["classifiers"])}
     for f in store.fields(session_id):
         digests.add(f["model_sha256"])
-        cells = [[c["class_name"], round(c["confidence"], 5), round(c["x1"], 2),
-                  round(c["y1"], 2), round(c["x2"], 2), round(c["y2"], 2)]
-                 for c in store.conn.execute(
-                     "SELECT * FROM cells WHERE field_id = ? ORDER BY id", (f["id"],))]
-        fields.append({
+        rows = store.conn.execute("SELECT * FROM cells WHERE field_id = ? ORDER BY id",
+                                  (f["id"],)).fetchall()
+        field: dict[str, Any] = {
             "idx": f["idx"], "captured_at": f["captured_at"], "width": f["width"],
-            "height": f["height"], "model_sha256": f["model_sha256"], "cells": cells,
+            "height": f["height"], "model_sha256": f["model_sha256"],
+            "cells": [[c["class_name"], round(c["confidence"], 5), round(c["x1"], 2),
+                       round(c["y1"], 2), round(c["x2"], 2), round(c["y2"], 2)] for c in rows],
             "timings_ms": {k: f[f"{k}_ms"] for k in ("decode", "preprocess", "infer",
                                                      "postprocess")},
-        })
+        }
+        labels = [[i, c["label"], round(c["label_score"], 5)]
+                  for i, c in enumerate(rows) if c["label"] is not None]
+        if labels:  # [index in cells, class, score]; absent when no classifier ran
+            field["labels"] = labels
+        fields.append(field)
     return {
         "schema": PAYLOAD_SCHEMA, "key": session["id"], "version": version,
         "summary": summary, "profile": profile, "model_digests": sorted(digests),

@@ -70,6 +70,7 @@ class Summary(_Open):
     started_at: str
     ended_at: str | None
     model: ModelRef
+    classifiers: list[ModelRef] = []
     classes: list[str]
     fields_counted: NonNegativeInt
     fields_rejected: NonNegativeInt
@@ -85,6 +86,7 @@ class FieldDetail(_Strict):
     height: PositiveInt | None
     model_sha256: Sha256
     cells: list[tuple[str, Score, float, float, float, float]]
+    labels: list[tuple[NonNegativeInt, str, Score]] = []  # WBC differential: cell index, class
     timings_ms: dict[str, float | None]
 
 
@@ -124,10 +126,14 @@ class SessionPayload(_Strict):
             cells = Counter(c[0] for c in details[f.idx].cells) if f.idx in details else None
             if cells is None or +cells != +Counter(f.counts or {}):
                 raise ValueError(f"field {f.idx}: cells disagree with its counts")
+        if any(i >= len(d.cells) for d in self.fields for i, _, _ in d.labels):
+            raise ValueError("a cell label points past its field's cells")
         digests = set(self.model_digests)
         if s.model.sha256 not in digests or any(d.model_sha256 not in digests
                                                 for d in self.fields):
             raise ValueError("model_digests does not list every model that counted")
+        if any(c.sha256 not in digests for c in s.classifiers):
+            raise ValueError("model_digests does not list every classifier")
         return self
 
 

@@ -5,8 +5,10 @@ import hashlib
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 
+from edge.detections import Detections
 from edge.outbox import Outbox, canonical_json, enqueue
 from edge.store import FieldRecord, Store
 from hub.payloads import Rejected, validate
@@ -154,3 +156,37 @@ def test_sessions_finished_before_the_outbox_existed_are_enqueued_once(tmp_path)
     assert device_rows(tmp_path) == before  # same versions, same bytes; running one waits
     store.finish_session(running)
     assert set(device_rows(tmp_path)) == set(before) | {(running, 1)}
+
+
+def _classified_session(tmp_path) -> tuple[str, bytes, str]:
+    store = Store.open(tmp_path)
+    wbc_sha = "c" * 64
+    sid = store.start_session(sample_id="S-9", operator="amina", profile_name="t",
+                              profile_json="{}", source="synthetic", model_file="m.onnx",
+                              model_sha256=MODEL_SHA, classes=CLASSES, version="0",
+                              classifiers=[{"role": "wbc", "file": "wbc.onnx",
+                                            "sha256": wbc_sha, "classes": ["lymphocyte"]}])
+    det = Detections.from_arrays(np.array([[0, 0, 30, 30], [40, 40, 50, 50], [60, 60, 90, 90]],
+                                          np.float32), np.array([0, 1, 0]),
+                                 np.array([0.9, 0.8, 0.7], np.float32))
+    store.add_field(sid, MODEL_SHA, CLASSES, FieldRecord(
+        idx=0, origin="f0.jpg", captured_at="2026-11-24T08:00:00", status="counted", width=640,
+        height=480, detections=det, cell_labels={0: ("lymphocyte", 0.91, None),
+                                                 2: ("monocyte", 0.55, None)}))
+    store.finish_session(sid, "finished")
+    store.close()
+    sha, body = device_rows(tmp_path)[(sid, 1)][:2]
+    return sid, body, sha
+
+
+def test_the_payload_carries_each_cell_label_and_every_classifier_digest(tmp_path):
+    sid, body, sha = _classified_session(tmp_path)
+    payload = json.loads(body)
+    assert payload["fields"][0]["labels"] == [[0, "lymphocyte", 0.91], [2, "monocyte", 0.55]]
+    assert payload["model_digests"] == sorted([MODEL_SHA, "c" * 64])
+    validate(sid, 1, sha, body)
+    with pytest.raises(Rejected, match="past its field's cells"):
+        validate(sid, 1, *_tampered(body, lambda p: p["fields"][0]["labels"].append(
+            [3, "basophil", 0.9])))
+    with pytest.raises(Rejected, match="every classifier"):
+        validate(sid, 1, *_tampered(body, lambda p: p.update(model_digests=[MODEL_SHA])))
