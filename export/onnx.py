@@ -13,10 +13,15 @@ from training.train import command_line
 
 
 def training_manifest(checkpoint: Path) -> dict:
-    """The manifest `hemascope train` wrote for the run that produced this checkpoint, if any."""
-    parents = checkpoint.resolve().parents  # RUN/train/weights/best.pt
-    path = parents[2] / "manifest.json" if len(parents) > 2 else None
-    return json.loads(path.read_text()) if path and path.is_file() else {}
+    """The manifest `hemascope train` wrote for the run that produced this checkpoint: in the
+    run folder (RUN/train/weights/best.pt), or beside a kept checkpoint under the same name
+    (training/checkpoints/NAME.pt and NAME.json); {} when there is neither."""
+    parents = checkpoint.resolve().parents
+    for path in (parents[2] / "manifest.json" if len(parents) > 2 else None,
+                 checkpoint.with_suffix(".json")):
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+    return {}
 
 
 def drop_export_date(model_path: Path) -> None:

@@ -16,7 +16,7 @@ from export.artifact import derive_manifest
 from export.calibration import calibration_images
 from export.onnx_int8 import export_onnx_int8
 
-from .conftest import BUNDLED_MODEL, run_cli
+from .conftest import BUNDLED_MODEL, ROOT, run_cli
 
 SIZE = (load_verified(BUNDLED_MODEL).input.height, load_verified(BUNDLED_MODEL).input.width)
 
@@ -161,3 +161,28 @@ def test_compiled_edgetpu_model_gets_a_manifest_from_its_full_integer_source(exp
     assert load_verified(compiled).sha256 == manifest.sha256 == sha256_file(compiled)
     assert manifest.export["compiled_from"]["sha256"] == sha256_file(source)
     assert manifest.gate == load_verified(source).gate and manifest.runtime == "litert"
+
+
+def test_the_training_record_is_found_in_the_run_or_beside_a_kept_checkpoint(tmp_path):
+    from export.onnx import training_manifest
+
+    run_ckpt = tmp_path / "run" / "train" / "weights" / "best.pt"
+    run_ckpt.parent.mkdir(parents=True)
+    run_ckpt.write_bytes(b"w")
+    (tmp_path / "run" / "manifest.json").write_text('{"command": "hemascope train detect A"}')
+    kept = tmp_path / "checkpoints" / "detector-v9.pt"
+    kept.parent.mkdir()
+    kept.write_bytes(b"w")
+    assert training_manifest(run_ckpt)["command"] == "hemascope train detect A"
+    assert training_manifest(kept) == {}
+    (tmp_path / "checkpoints" / "detector-v9.json").write_text('{"command": "B"}')
+    assert training_manifest(kept)["command"] == "B"
+
+
+def test_every_kept_checkpoint_has_its_training_record():
+    from export.onnx import training_manifest
+
+    for ckpt in sorted((ROOT / "training" / "checkpoints").glob("*.pt")):
+        record = training_manifest(ckpt)
+        assert record.get("command", "").startswith("hemascope train detect"), ckpt
+        assert f"{record['imgsz']}" in ckpt.stem, ckpt
