@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge import __version__, telemetry
 from edge.config import Profile
@@ -21,7 +22,7 @@ from edge.errors import HemascopeError
 from edge.evidence import annotate, write_image_atomic
 from edge.field_classifiers import FieldClassifiers, FieldLabels
 from edge.frame import Frame, Unreadable
-from edge.qc import DuplicateGuard, QCResult, assess_cells, assess_image
+from edge.qc import DuplicateGuard, QCResult, assess_cells, assess_image, fingerprint
 from edge.sources import Source
 from edge.store import FieldRecord, Store
 
@@ -132,17 +133,21 @@ class Runner:
                     if item is _END:
                         break
                     decode_ms = (time.perf_counter() - t0) * 1e3
-                    image_qc = prep = None
+                    image_qc = prep = fp = None
                     if isinstance(item, Frame):
                         if self.profile.qc.enabled:
                             image_qc = assess_image(item.image, self.profile.qc)
+                            if image_qc.accepted:  # for the duplicate check, off the main thread
+                                fp = fingerprint(item.image)
                         if image_qc is None or image_qc.accepted:
                             prep = self.detector.prepare(item.image)
-                    if not prepared.put((item, prep, decode_ms, image_qc)):
+                    if not prepared.put((item, prep, decode_ms, image_qc, fp)):
                         return
             except BaseException as exc:  # handed to the main thread, raised there
                 prepared.put(exc)
             prepared.put(_END)
+
+        written = threading.Event()  # the writer has stored its last field
 
         def write() -> None:
             try:
@@ -153,6 +158,8 @@ class Runner:
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
+            finally:
+                written.set()
 
         reader = threading.Thread(target=read, name="hemascope-reader", daemon=True)
         writer = threading.Thread(target=write, name="hemascope-writer", daemon=True)
@@ -163,17 +170,27 @@ class Runner:
                 if isinstance(job, BaseException):
                     errors.append(job)
                     break
-                item, prep, decode_ms, image_qc = job
+                item, prep, decode_ms, image_qc, fp = job
                 result = self.detector.detect(prep) if prep is not None else None
                 verdict = labels = None
                 if isinstance(item, Frame):
-                    verdict = self._verdict(item, result, image_qc, duplicates)
+                    verdict = self._verdict(item, result, image_qc, fp, duplicates)
                     if not verdict[0] and self.classifiers is not None and result is not None:
                         labels = self.classifiers(item.image, result.detections)
                 if not detected.put((item, result, decode_ms, verdict, labels)):
                     break
         finally:
-            detected.put(_END)  # the writer stores every field detected so far, then stops
+            # The writer stores every field detected so far, then stops; the session is never
+            # finished while it still writes, even through a second Ctrl-C (which only stops
+            # the wait for room in the queue: what is queued is stored). An Event, not
+            # Thread.join: a join interrupted by Ctrl-C can report a running thread as ended.
+            while True:
+                try:
+                    detected.put(_END)
+                    written.wait()
+                    break
+                except KeyboardInterrupt:
+                    stop.set()
             writer.join()
             stop.set()
             reader.join(timeout=5)
@@ -232,8 +249,10 @@ class Runner:
             )
 
     def _verdict(self, item: Frame, result: Timed | None, image_qc: QCResult | None,
-                 duplicates: DuplicateGuard) -> tuple[list[str], dict[str, float]]:
-        """QC reasons to reject a field (empty: count it) and the scores measured."""
+                 fp: np.ndarray | None, duplicates: DuplicateGuard
+                 ) -> tuple[list[str], dict[str, float]]:
+        """QC reasons to reject a field (empty: count it) and the scores measured; `fp` is
+        the field's fingerprint when its pixels passed quality control."""
         if image_qc is None:  # quality control is off
             return [], {}
         scores = dict(image_qc.scores)
@@ -243,7 +262,7 @@ class Runner:
         scores.update(cells_qc.scores)
         if not cells_qc.accepted:
             return list(cells_qc.reasons), scores
-        duplicate = duplicates.check(item.image)
+        duplicate = duplicates.check(fp) if fp is not None else None
         return ([duplicate] if duplicate else []), scores
 
     def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,

@@ -191,3 +191,36 @@ def test_settle_mode_takes_one_field_per_stop_of_a_recorded_scan(tmp_path):
     assert len(report["fields"]) == len(stops) == 5
     taken = [int(f["origin"].rsplit("#", 1)[1]) for f in report["fields"]]
     assert all(lo <= t <= hi for t, (lo, hi) in zip(taken, stops, strict=True))
+
+
+def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_path):
+    """Ctrl-C twice in a row: the session is finished only after the last field is stored,
+    never while the writer thread still writes to the same database."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from edge.config import Profile
+    from edge.detector import Detector
+    from edge.runner import Runner
+    from edge.sources.synthetic import SyntheticSource
+
+    stored: list[int] = []
+
+    def on_field(_session: str, outcome) -> None:
+        stored.append(outcome.idx)
+        if len(stored) == 2:  # Ctrl-C, and again while the runner waits for the writer
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+
+    store = Store.open(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(
+            SyntheticSource(count=20, seed=5), "S-10", on_field=on_field)
+    assert not any(t.name == "hemascope-writer" for t in threading.enumerate())
+    session = store.sessions()[0]
+    assert session["status"] == "interrupted"
+    assert sorted(store.field_counts(session["id"])) == sorted(stored) and len(stored) >= 2
