@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends import Backend, load_backend
-from edge.detect import Letterbox, decode_yolo, letterbox, to_tensor
+from edge.detect import Letterbox, decode_yolo, letterbox_tensor
 from edge.detections import Detections
 from edge.errors import HemascopeError
 from edge.manifest import ModelManifest, load_verified
@@ -81,8 +81,7 @@ class Detector:
     def prepare(self, image: np.ndarray) -> Prepared:
         """Letterbox and convert to the model's input (safe to run in another thread)."""
         t0 = time.perf_counter()
-        padded, lb = letterbox(image, self.size, self.manifest.input.letterbox_pad)
-        tensor = to_tensor(padded)
+        tensor, lb = letterbox_tensor(image, self.size, self.manifest.input.letterbox_pad)
         return Prepared(tensor, lb, image.shape[:2], (time.perf_counter() - t0) * 1e3)
 
     def detect(self, prepared: Prepared) -> Timed:

@@ -195,15 +195,15 @@ class DuplicateGuard:
     def __len__(self) -> int:
         return len(self._prints)
 
-    def check(self, image_bgr: np.ndarray, remember: bool = True) -> str | None:
-        """A reason if the field re-captures a remembered one; else None (and remember it).
+    def check(self, fp: np.ndarray, remember: bool = True) -> str | None:
+        """A reason if the field with fingerprint `fp` re-captures a remembered one; else None
+        (and remember it).
 
         Call it on a field that passed the other checks; `remember=False` only looks (e.g.
         before running the detector), so that a field rejected later is not remembered.
         """
         if not self.cfg.enabled:
             return None
-        fp = fingerprint(image_bgr)
         if len(self._prints):
             distances = np.count_nonzero(self._prints != fp, axis=1)
             nearest = int(distances.argmin())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detect import letterbox, to_tensor
+from edge.detect import letterbox_tensor
 from edge.sources.folder import IMAGE_SUFFIXES, read_image
 
 RECOMMENDED_IMAGES = 300
@@ -37,8 +37,7 @@ class Calibration:
     def tensors(self) -> Iterator[np.ndarray]:
         """NCHW float32 tensors in [0, 1], letterboxed like the device does (pad 114)."""
         for path in self.paths:
-            padded, _ = letterbox(read_image(path), self.size)
-            yield to_tensor(padded)
+            yield letterbox_tensor(read_image(path), self.size)[0]
 
     def record(self) -> dict[str, object]:
         """What the manifest keeps about the calibration data."""

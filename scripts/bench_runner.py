@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime
 
 from edge.config import Profile
-from edge.detect import letterbox, to_tensor
+from edge.detect import letterbox_tensor
 from edge.detector import Detector
 from edge.field_classifiers import FieldClassifiers
 from edge.runner import Runner
@@ -39,7 +39,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def raw_inference(detector: Detector, images: list[np.ndarray], warmup: int = 5) -> list[float]:
-    tensors = [to_tensor(letterbox(im, detector.size)[0]) for im in images]
+    tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
     for t in tensors[:warmup]:
         detector.backend.infer(t)
     times = []

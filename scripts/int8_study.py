@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from edge.detect import letterbox, to_tensor
+from edge.detect import letterbox_tensor
 from edge.sources.folder import read_image
 from export.artifact import derive_manifest
 from export.calibration import calibration_images
@@ -110,7 +110,7 @@ def main() -> None:
         else:
             models[name] = variant(args.reference, args.out, name, changes, cal)
     frames = sorted((args.data / "images" / "val").glob("*.jpg"))[:args.frames]
-    tensors = [to_tensor(letterbox(read_image(p), (size, size))[0]) for p in frames]
+    tensors = [letterbox_tensor(read_image(p), (size, size))[0] for p in frames]
     paths = [args.reference, *models.values()]
     ms = {threads: latency(paths, tensors, threads) for threads in (0, 1)}
     rows = [{"variant": "fp32 reference", "mAP50": None, "drop": 0.0,

@@ -1,23 +1,46 @@
+import cv2
 import numpy as np
 
-from edge.detect import Letterbox, decode_yolo, letterbox, nms, to_tensor
+from edge.detect import Letterbox, decode_yolo, letterbox_tensor, nms
 
 
-def test_letterbox_keeps_aspect_and_centres():
+def test_letterbox_tensor_keeps_aspect_centres_and_pads():
     image = np.full((480, 640, 3), 200, np.uint8)
-    out, lb = letterbox(image, (416, 416))
-    assert out.shape == (416, 416, 3)
+    t, lb = letterbox_tensor(image, (416, 416))
+    assert t.shape == (1, 3, 416, 416) and t.dtype == np.float32
     assert lb.scale == 416 / 640
     assert lb.pad_x == 0 and lb.pad_y == (416 - 312) // 2
-    assert (out[0, :, 0] == 114).all() and (out[208, :, 0] == 200).all()
+    assert np.allclose(t[0, :, 0], 114 / 255) and np.allclose(t[0, :, 415], 114 / 255)
+    assert np.allclose(t[0, :, 208], 200 / 255)
 
 
-def test_to_tensor_is_rgb_nchw_unit_range():
-    image = np.zeros((4, 5, 3), np.uint8)
-    image[..., 0] = 255  # blue in BGR
-    t = to_tensor(image)
-    assert t.shape == (1, 3, 4, 5) and t.dtype == np.float32
-    assert t[0, 2].max() == 1.0 and t[0, 0].max() == 0.0
+def test_letterbox_tensor_is_rgb_and_matches_a_plain_reference():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (300, 200, 3), np.uint8)  # portrait: pads left and right
+    t, lb = letterbox_tensor(image, (320, 320), pad_value=0)
+    resized = cv2.resize(image, (213, 320), interpolation=cv2.INTER_LINEAR)
+    reference = np.zeros((320, 320, 3), np.float32)
+    reference[:, 53:266] = resized[..., ::-1] / 255.0
+    assert (lb.pad_x, lb.pad_y) == (53.0, 0.0)
+    np.testing.assert_allclose(t[0].transpose(1, 2, 0), reference, atol=1e-6)
+
+
+def test_nms_matches_greedy_definition_on_random_boxes():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 200, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], axis=1).astype(np.float32)
+    scores = rng.uniform(0.01, 1, 300).astype(np.float32)
+    order, keep = list(np.argsort(-scores)), []
+    while order:  # the textbook loop, for reference
+        i = order.pop(0)
+        keep.append(i)
+        lt = np.maximum(boxes[i, :2], boxes[order, :2])
+        rb = np.minimum(boxes[i, 2:], boxes[order, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+        area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        iou = inter / (area[i] + area[order] - inter)
+        order = [o for o, v in zip(order, iou, strict=True) if v <= 0.45]
+    assert nms(boxes, scores, 0.45).tolist() == keep
 
 
 def test_nms_suppresses_overlaps_only():
@@ -37,7 +60,7 @@ def _head(rows: list[tuple[float, float, float, float, int, float]], num_classes
 
 def test_decode_maps_boxes_back_to_the_original_image():
     image = np.zeros((480, 640, 3), np.uint8)
-    _, lb = letterbox(image, (416, 416))
+    _, lb = letterbox_tensor(image, (416, 416))
     # A 64x64 px cell centred at (320, 240) in the original is 41.6 px at (208, 208) in input.
     s = lb.scale
     out = _head([(208, 208, 64 * s, 64 * s, 1, 0.9)])
