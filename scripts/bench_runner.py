@@ -1,6 +1,10 @@
 """Benchmark: raw onnxruntime inference vs the whole runner, per field, on the same frames;
 and the runner with both classifiers (WBC differential, ALL subtype) vs detector only.
 
+The compared measurements alternate in rounds (raw, runner, raw, runner, ...) and each ratio is
+the median of the per-round ratios, so that the machine's drift (the same inference here varies
+from 20 to 27 ms within minutes) falls on both sides of a ratio alike.
+
 Prints a table and writes JSON. Run it on an idle machine (no training in the background):
 
     python scripts/bench_runner.py --folder ../shared/datasets/detection/bccd/JPEGImages \
@@ -34,12 +38,8 @@ from edge.sources.folder import IMAGE_SUFFIXES, FolderSource, read_image
 from edge.store import Store
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
-def raw_inference(detector: Detector, images: list[np.ndarray], warmup: int = 5) -> list[float]:
-    tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
+def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
+                  ) -> list[float]:
     for t in tensors[:warmup]:
         detector.backend.infer(t)
     times = []
@@ -99,6 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, required=True, help="folder of real field images")
     ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
     ap.add_argument("--json", type=Path, help="write results here")
     args = ap.parse_args()
 
@@ -115,26 +116,36 @@ def main() -> None:
         rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
         detector = Detector(profile.model.detector)
         images = [read_image(p) for p in paths]
-        raw = raw_inference(detector, images)
-        e2e = end_to_end(profile, frames, Path(tmp) / "data")
-        # second stage, on fields with at most 3 white cells (issue 4's condition)
-        det_only = end_to_end(profile, frames, Path(tmp) / "data-d", max_wbc=3)
-        both = end_to_end(profile, frames, Path(tmp) / "data-c", classify=True, max_wbc=3)
+        tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
+        raw, e2e, det_only, both = [], [], [], []
+        for r in range(args.rounds):
+            raw.append(statistics.median(raw_inference(detector, tensors)))
+            e2e.append(statistics.median(end_to_end(profile, frames, Path(tmp) / f"d{r}")))
+            # second stage, on fields with at most 3 white cells (issue 4's condition)
+            det_only.append(statistics.median(
+                end_to_end(profile, frames, Path(tmp) / f"o{r}", max_wbc=3)))
+            with_classifiers = end_to_end(profile, frames, Path(tmp) / f"c{r}", classify=True,
+                                          max_wbc=3)
+            both.append(statistics.median(with_classifiers))
         latency = classifier_latency(images)
+
     result = {
         "frames": len(paths),
         "model": {"file": detector.model_path.name, "sha256": detector.sha256,
                   "input": list(detector.size)},
-        "raw_infer_ms": {"median": statistics.median(raw), "p90": pct(raw, 90)},
-        "end_to_end_ms_per_field": {"median": statistics.median(e2e), "p90": pct(e2e, 90)},
-        "ratio_end_to_end_over_raw": statistics.median(e2e) / statistics.median(raw),
+        "rounds": args.rounds,
+        "raw_infer_ms": {"median": statistics.median(raw), "per_round": raw},
+        "end_to_end_ms_per_field": {"median": statistics.median(e2e), "per_round": e2e},
+        "ratio_end_to_end_over_raw": statistics.median(np.divide(e2e, raw).tolist()),
+        "ratio_per_round": np.divide(e2e, raw).round(3).tolist(),
         "runner_peak_rss_mb": rss,
         "classifiers": {
-            "fields_with_at_most_3_wbc": len(both),
+            "fields_with_at_most_3_wbc": len(with_classifiers),
             "detector_only_ms_per_field": statistics.median(det_only),
             "with_wbc_and_all_ms_per_field": statistics.median(both),
             "ratio_with_classifiers_over_detector_only":
-                statistics.median(both) / statistics.median(det_only),
+                statistics.median(np.divide(both, det_only).tolist()),
+            "ratio_per_round": np.divide(both, det_only).round(3).tolist(),
             **latency,
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -145,12 +156,13 @@ def main() -> None:
     print(f"raw onnxruntime inference   median {result['raw_infer_ms']['median']:7.2f} ms")
     print(f"end-to-end per field        median "
           f"{result['end_to_end_ms_per_field']['median']:7.2f} ms")
-    print(f"ratio                       {result['ratio_end_to_end_over_raw']:.3f}x")
+    print(f"ratio                       {result['ratio_end_to_end_over_raw']:.3f}x "
+          f"(rounds: {result['ratio_per_round']})")
     print(f"runner peak RSS             {rss:7.1f} MB")
     c = result["classifiers"]
     print(f"fields with <= 3 WBC: detector only {c['detector_only_ms_per_field']:.2f} ms, "
           f"with both classifiers {c['with_wbc_and_all_ms_per_field']:.2f} ms, ratio "
-          f"{c['ratio_with_classifiers_over_detector_only']:.3f}x")
+          f"{c['ratio_with_classifiers_over_detector_only']:.3f}x (rounds: {c['ratio_per_round']})")
     print(f"classifier latency: WBC {c['wbc_ms_per_crop']:.2f} ms/crop, "
           f"ALL {c['all_ms_per_field']:.2f} ms/field")
     if args.json:
