@@ -119,7 +119,7 @@ def build_payload(store: Store, session_id: str, version: int) -> dict[str, Any]
         }
         labels = [[i, c["label"], round(c["label_score"], 5)]
                   for i, c in enumerate(rows) if c["label"] is not None]
-        if labels:  # [index in cells, class, score]; absent when no classifier ran
+        if labels:  # [index in cells, class, score]; absent when no cell was classified
             field["labels"] = labels
         fields.append(field)
     return {
