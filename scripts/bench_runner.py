@@ -50,14 +50,11 @@ def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
     return times
 
 
-def end_to_end(profile: Profile, folder: Path, data_dir: Path, classify: bool = False,
-               max_wbc: int | None = None) -> list[float]:
+def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifiers | None,
+               folder: Path, data_dir: Path, max_wbc: int | None = None) -> list[float]:
     """Wall time between consecutive stored fields (decode, detect, [classify,] evidence,
     commit); with `max_wbc`, only of fields with at most that many white cells."""
     profile.storage.data_dir = data_dir
-    profile.classifiers.wbc = profile.classifiers.all_subtype = classify
-    detector = Detector(profile.model.detector)
-    classifiers = FieldClassifiers(profile.classifiers, detector.classes)
     store = Store.open(data_dir)
     stamps: list[tuple[float, int]] = []
     Runner(profile, store, detector, classifiers).run(
@@ -115,17 +112,20 @@ def main() -> None:
         # memory of the decoded frames this process holds.
         rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
         detector = Detector(profile.model.detector)
+        both_on = profile.classifiers.model_copy(update={"wbc": True, "all_subtype": True})
+        classifiers = FieldClassifiers(both_on, detector.classes)
         images = [read_image(p) for p in paths]
         tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
         raw, e2e, det_only, both = [], [], [], []
         for r in range(args.rounds):
             raw.append(statistics.median(raw_inference(detector, tensors)))
-            e2e.append(statistics.median(end_to_end(profile, frames, Path(tmp) / f"d{r}")))
+            e2e.append(statistics.median(
+                end_to_end(profile, detector, None, frames, Path(tmp) / f"d{r}")))
             # second stage, on fields with at most 3 white cells (issue 4's condition)
             det_only.append(statistics.median(
-                end_to_end(profile, frames, Path(tmp) / f"o{r}", max_wbc=3)))
-            with_classifiers = end_to_end(profile, frames, Path(tmp) / f"c{r}", classify=True,
-                                          max_wbc=3)
+                end_to_end(profile, detector, None, frames, Path(tmp) / f"o{r}", max_wbc=3)))
+            with_classifiers = end_to_end(profile, detector, classifiers, frames,
+                                          Path(tmp) / f"c{r}", max_wbc=3)
             both.append(statistics.median(with_classifiers))
         latency = classifier_latency(images)
 
