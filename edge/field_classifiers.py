@@ -58,6 +58,15 @@ class CellLabel:
 
 
 @dataclass(frozen=True)
+class Subtype:
+    """The ALL subtype probabilities of one field, and the field as the classifier saw it."""
+
+    probabilities: dict[str, float]
+    model_input: np.ndarray  # the RGB uint8 field at the ALL classifier's size
+    ms: float
+
+
+@dataclass(frozen=True)
 class FieldLabels:
     cells: list[CellLabel]
     subtype: dict[str, float] | None  # ALL subtype probabilities, when enabled
@@ -107,7 +116,21 @@ class FieldClassifiers:
                 for role, c in (("wbc", self.wbc), ("all_subtype", self.subtype))
                 if c is not None]
 
-    def __call__(self, image_bgr: np.ndarray, det: Detections) -> FieldLabels:
+    def subtype_of(self, image_bgr: np.ndarray) -> Subtype | None:
+        """The ALL subtype of a field (None when that classifier is off); it needs no
+        detections, so the runner scores a field while the detector is busy elsewhere."""
+        if self.subtype is None:
+            return None
+        t0 = time.perf_counter()
+        model_input = resize_rgb(image_bgr, self.subtype.size)
+        probs = self.subtype.probabilities([model_input])[0]
+        return Subtype({c: float(p) for c, p in zip(self.subtype.classes, probs, strict=True)},
+                       model_input, (time.perf_counter() - t0) * 1e3)
+
+    def __call__(self, image_bgr: np.ndarray, det: Detections,
+                 subtype: Subtype | None = None) -> FieldLabels:
+        """Every enabled classifier on one field; `subtype`, when given, is the field's
+        `subtype_of` computed earlier."""
         t0 = time.perf_counter()
         cells: list[CellLabel] = []
         if self.wbc is not None:
@@ -120,9 +143,10 @@ class FieldClassifiers:
                 probs = self.wbc.probabilities([crop])[0]
                 cid = int(probs.argmax())
                 cells.append(CellLabel(int(i), self.wbc.classes[cid], float(probs[cid]), crop))
-        subtype = subtype_input = None
-        if self.subtype is not None:
-            subtype_input = resize_rgb(image_bgr, self.subtype.size)
-            probs = self.subtype.probabilities([subtype_input])[0]
-            subtype = {c: float(p) for c, p in zip(self.subtype.classes, probs, strict=True)}
-        return FieldLabels(cells, subtype, subtype_input, (time.perf_counter() - t0) * 1e3)
+        cells_ms = (time.perf_counter() - t0) * 1e3
+        if subtype is None:
+            subtype = self.subtype_of(image_bgr)
+        if subtype is None:
+            return FieldLabels(cells, None, None, cells_ms)
+        return FieldLabels(cells, subtype.probabilities, subtype.model_input,
+                           cells_ms + subtype.ms)

@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from edge import __version__, telemetry
 from edge.config import Profile
 from edge.detections import Detections
 from edge.detector import Detector, Timed
 from edge.errors import HemascopeError
-from edge.evidence import annotate, write_image_atomic
+from edge.evidence import annotate, encode_image, write_bytes_atomic
 from edge.field_classifiers import FieldClassifiers, FieldLabels
 from edge.frame import Frame, Unreadable
 from edge.qc import DuplicateGuard, QCResult, assess_cells, assess_image, fingerprint
@@ -73,12 +72,17 @@ class _Pipe:
 class Runner:
     """Runs one session: start it, process every field the source yields, finish it.
 
-    Three stages overlap so that the models never wait for the disk: a reader thread decodes,
-    checks image quality and letterboxes the next field; the calling thread runs the detector,
-    the cell and duplicate checks and, on a counted field, the classifiers (WBC differential
-    per white cell, ALL subtype per field), one model at a time so they never compete for the
-    cores; a writer thread writes the evidence and commits the field. Fields are stored in
-    capture order.
+    Three threads share the work of a field. The calling thread runs the detector, the cell
+    and duplicate checks and, on a counted field, the WBC differential of every white cell,
+    then draws and encodes the evidence; a reader thread decodes, checks and letterboxes the
+    next field and scores its ALL subtype (which needs no detections); a writer thread writes
+    the files and commits the field, in capture order.
+
+    The reader reads one field per request, sent when the detector returns: it works while
+    the calling thread finishes the field, never during inference. The detector's threads
+    fill every core, and a core taken from one of them during a run stalls the others at the
+    next barrier: measured on two cores, reading alongside inference cost its whole CPU time
+    in wall time, reading between two inferences (beside the finishing work) about half.
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -120,28 +124,30 @@ class Runner:
     def _pipeline(self, session_id: str, source: Source,
                   on_field: Callable[[str, FieldOutcome], None] | None) -> None:
         stop = threading.Event()
-        prepared, detected = _Pipe(stop), _Pipe(stop)
+        requests: queue.Queue = queue.Queue()
+        prepared, finished = _Pipe(stop), _Pipe(stop)
         errors: list[BaseException] = []
         duplicates = DuplicateGuard(self.profile.qc)  # used by the main thread, in field order
 
         def read() -> None:
+            """Decode, check and letterbox one field per request."""
             try:
                 frames = iter(source.frames())
-                while True:
+                while requests.get() is not _END:
                     t0 = time.perf_counter()
                     item = next(frames, _END)
                     if item is _END:
                         break
                     decode_ms = (time.perf_counter() - t0) * 1e3
-                    image_qc = prep = fp = None
+                    image_qc = prep = subtype = None
                     if isinstance(item, Frame):
                         if self.profile.qc.enabled:
                             image_qc = assess_image(item.image, self.profile.qc)
-                            if image_qc.accepted:  # for the duplicate check, off the main thread
-                                fp = fingerprint(item.image)
                         if image_qc is None or image_qc.accepted:
                             prep = self.detector.prepare(item.image)
-                    if not prepared.put((item, prep, decode_ms, image_qc, fp)):
+                            if self.classifiers is not None:
+                                subtype = self.classifiers.subtype_of(item.image)
+                    if not prepared.put((item, prep, decode_ms, image_qc, subtype)):
                         return
             except BaseException as exc:  # handed to the main thread, raised there
                 prepared.put(exc)
@@ -151,8 +157,8 @@ class Runner:
 
         def write() -> None:
             try:
-                while (job := detected.get()) is not _END:
-                    outcome = self._store(session_id, *job)
+                while (job := finished.get()) is not _END:
+                    outcome = self._commit(session_id, *job)
                     if on_field is not None:
                         on_field(session_id, outcome)
             except BaseException as exc:
@@ -166,78 +172,74 @@ class Runner:
         reader.start()
         writer.start()
         try:
+            requests.put(True)
             while (job := prepared.get()) is not _END:
                 if isinstance(job, BaseException):
                     errors.append(job)
                     break
-                item, prep, decode_ms, image_qc, fp = job
+                item, prep, decode_ms, image_qc, subtype = job
                 result = self.detector.detect(prep) if prep is not None else None
+                requests.put(True)  # the next field is read while this one is finished here
                 verdict = labels = None
                 if isinstance(item, Frame):
-                    verdict = self._verdict(item, result, image_qc, fp, duplicates)
+                    verdict = self._verdict(item, result, image_qc, duplicates)
                     if not verdict[0] and self.classifiers is not None and result is not None:
-                        labels = self.classifiers(item.image, result.detections)
-                if not detected.put((item, result, decode_ms, verdict, labels)):
+                        labels = self.classifiers(item.image, result.detections, subtype)
+                if not finished.put(self._finish(session_id, item, result, decode_ms, verdict,
+                                                 labels)):
                     break
         finally:
-            # The writer stores every field detected so far, then stops; the session is never
+            # The writer stores every field finished so far, then stops; the session is never
             # finished while it still writes, even through a second Ctrl-C (which only stops
             # the wait for room in the queue: what is queued is stored). An Event, not
             # Thread.join: a join interrupted by Ctrl-C can report a running thread as ended.
             while True:
                 try:
-                    detected.put(_END)
+                    finished.put(_END)
                     written.wait()
                     break
                 except KeyboardInterrupt:
                     stop.set()
             writer.join()
             stop.set()
+            requests.put(_END)
             reader.join(timeout=5)
         if errors:
             raise errors[0]
 
-    def _write_field(self, session_id: str, item: Frame, status: str, reason: str | None,
-                     detections: Detections | None, timings: dict[str, float],
-                     scores: dict[str, float], labels: FieldLabels | None,
-                     written: list[Path]) -> FieldRecord:
-        """Write the field's image files (listing each in `written`) and build its record."""
+    def _render(self, session_id: str, item: Frame, reason: str | None,
+                detections: Detections | None, labels: FieldLabels | None
+                ) -> tuple[str | None, dict[int, tuple[str, float, str | None]] | None,
+                           list[tuple[str, bytes]]]:
+        """Encode the field's image files: returns the evidence path, the per-cell labels to
+        store (each with the path of its model input) and the files as (path, bytes).
+
+        What each classifier saw is kept as lossless PNG, so that `hemascope explain`
+        reproduces the stored scores exactly; only when evidence is on.
+        """
+        keep = self.profile.storage.evidence
+        files: list[tuple[str, bytes]] = []
         evidence_rel = None
-        if self.profile.storage.evidence:
+        if keep:
             evidence_rel = f"evidence/{session_id}/{item.index:05d}.jpg"
             names = {c.cell: c.label for c in labels.cells} if labels is not None else None
-            written.append(self.store.data_dir / evidence_rel)
-            write_image_atomic(written[-1], annotate(item.image, detections,
-                                                     self.detector.classes, reason, names),
-                               self.profile.storage.jpeg_quality)
-        cell_labels = (self._store_model_inputs(session_id, item.index, labels, written)
-                       if labels is not None else None)
-        h, w = item.image.shape[:2]
-        return FieldRecord(idx=item.index, origin=item.origin,
-                           captured_at=_iso(item.captured_at), status=status, reason=reason,
-                           width=w, height=h,
-                           detections=detections if status == "counted" else None,
-                           evidence_path=evidence_rel, timings_ms=timings, qc=scores or None,
-                           cell_labels=cell_labels,
-                           subtype=labels.subtype if labels is not None else None)
-
-    def _store_model_inputs(self, session_id: str, idx: int, labels: FieldLabels,
-                            written: list[Path]) -> dict[int, tuple[str, float, str | None]]:
-        """Keep what each classifier saw (lossless PNG, so `hemascope explain` reproduces the
-        stored scores exactly) when evidence is on; returns the per-cell labels to store."""
-        keep = self.profile.storage.evidence
+            files.append((evidence_rel, encode_image(
+                ".jpg", annotate(item.image, detections, self.detector.classes, reason, names),
+                self.profile.storage.jpeg_quality)))
+        if labels is None:
+            return evidence_rel, None, files
         cells: dict[int, tuple[str, float, str | None]] = {}
         for c in labels.cells:
-            rel = f"evidence/{session_id}/{idx:05d}-cell{c.cell:03d}.png" if keep else None
+            rel = f"evidence/{session_id}/{item.index:05d}-cell{c.cell:03d}.png" if keep else None
             if rel is not None:
-                written.append(self.store.data_dir / rel)
-                write_image_atomic(written[-1], cv2.cvtColor(c.model_input, cv2.COLOR_RGB2BGR))
+                files.append((rel, encode_image(".png", cv2.cvtColor(c.model_input,
+                                                                     cv2.COLOR_RGB2BGR))))
             cells[c.cell] = (c.label, c.score, rel)
         if keep and labels.subtype_input is not None:
-            written.append(self.store.data_dir / f"evidence/{session_id}/{idx:05d}-field.png")
-            write_image_atomic(written[-1], cv2.cvtColor(labels.subtype_input,
-                                                         cv2.COLOR_RGB2BGR))
-        return cells
+            files.append((f"evidence/{session_id}/{item.index:05d}-field.png",
+                          encode_image(".png", cv2.cvtColor(labels.subtype_input,
+                                                            cv2.COLOR_RGB2BGR))))
+        return evidence_rel, cells, files
 
     def _check_free_space(self) -> None:
         free_mb = shutil.disk_usage(self.store.data_dir).free / 2**20
@@ -249,10 +251,8 @@ class Runner:
             )
 
     def _verdict(self, item: Frame, result: Timed | None, image_qc: QCResult | None,
-                 fp: np.ndarray | None, duplicates: DuplicateGuard
-                 ) -> tuple[list[str], dict[str, float]]:
-        """QC reasons to reject a field (empty: count it) and the scores measured; `fp` is
-        the field's fingerprint when its pixels passed quality control."""
+                 duplicates: DuplicateGuard) -> tuple[list[str], dict[str, float]]:
+        """QC reasons to reject a field (empty: count it) and the scores measured."""
         if image_qc is None:  # quality control is off
             return [], {}
         scores = dict(image_qc.scores)
@@ -262,27 +262,24 @@ class Runner:
         scores.update(cells_qc.scores)
         if not cells_qc.accepted:
             return list(cells_qc.reasons), scores
-        duplicate = duplicates.check(fp) if fp is not None else None
+        duplicate = duplicates.check(fingerprint(item.image))
         return ([duplicate] if duplicate else []), scores
 
-    def _store(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
-               decode_ms: float, verdict: tuple[list[str], dict[str, float]] | None,
-               labels: FieldLabels | None) -> FieldOutcome:
-        """Write the evidence files and commit one field, given its quality verdict.
+    def _finish(self, session_id: str, item: Frame | Unreadable, result: Timed | None,
+                decode_ms: float, verdict: tuple[list[str], dict[str, float]] | None,
+                labels: FieldLabels | None
+                ) -> tuple[FieldRecord, list[tuple[str, bytes]], dict[str, int] | None]:
+        """The field's record and encoded image files, given its quality verdict, and the
+        source's exact counts when it knows them.
 
         An unreadable field is stored as 'skipped', a field failing quality control as
         'rejected' with its reasons (neither is counted); the rest as 'counted', with the
         classifiers' labels when they ran.
         """
-        self._check_free_space()
-        classes = self.detector.classes
         if isinstance(item, Unreadable):
-            record = FieldRecord(idx=item.index, origin=item.origin, captured_at=_iso(time.time()),
-                                 status="skipped", reason=item.reason,
-                                 timings_ms={"decode": decode_ms})
-            self.store.add_field(session_id, self.detector.sha256, classes, record)
-            return FieldOutcome(item.index, item.origin, "skipped", item.reason, None,
-                                record.timings_ms)
+            return FieldRecord(idx=item.index, origin=item.origin,
+                               captured_at=_iso(time.time()), status="skipped",
+                               reason=item.reason, timings_ms={"decode": decode_ms}), [], None
         reasons, scores = verdict or ([], {})
         status = "rejected" if reasons else "counted"
         reason = "; ".join(reasons) or None
@@ -290,21 +287,39 @@ class Runner:
         timings = {"decode": decode_ms, **(result.timings_ms if result is not None else {})}
         if labels is not None:
             timings["classify"] = labels.classify_ms
+        evidence_rel, cell_labels, files = self._render(session_id, item, reason, detections,
+                                                        labels)
+        h, w = item.image.shape[:2]
+        record = FieldRecord(idx=item.index, origin=item.origin,
+                             captured_at=_iso(item.captured_at), status=status, reason=reason,
+                             width=w, height=h,
+                             detections=detections if status == "counted" else None,
+                             evidence_path=evidence_rel, timings_ms=timings,
+                             qc=scores or None, cell_labels=cell_labels,
+                             subtype=labels.subtype if labels is not None else None)
+        return record, files, self._by_class(item.truth) if status == "counted" else None
+
+    def _by_class(self, det: Detections | None) -> dict[str, int] | None:
+        if det is None:
+            return None
+        classes = self.detector.classes
+        return {c: int(n) for c, n in zip(classes, det.counts(len(classes)), strict=True)}
+
+    def _commit(self, session_id: str, record: FieldRecord, files: list[tuple[str, bytes]],
+                truth: dict[str, int] | None) -> FieldOutcome:
+        """Write the field's image files and commit its record in one transaction; if that
+        fails, no file of the field is left behind."""
+        self._check_free_space()
         written: list[Path] = []
         try:
-            record = self._write_field(session_id, item, status, reason, detections, timings,
-                                       scores, labels, written)
-            self.store.add_field(session_id, self.detector.sha256, classes, record)
+            for rel, data in files:
+                written.append(self.store.data_dir / rel)
+                write_bytes_atomic(written[-1], data)
+            self.store.add_field(session_id, self.detector.sha256, self.detector.classes,
+                                 record)
         except BaseException:
             for path in written:  # no orphan evidence for a field that was not stored
                 path.unlink(missing_ok=True)
             raise
-
-        def by_class(det: Detections | None) -> dict[str, int] | None:
-            if det is None:
-                return None
-            return {c: int(n) for c, n in zip(classes, det.counts(len(classes)), strict=True)}
-
-        return FieldOutcome(item.index, item.origin, status, reason,
-                            by_class(record.detections), timings,
-                            by_class(item.truth) if status == "counted" else None)
+        return FieldOutcome(record.idx, record.origin, record.status, record.reason,
+                            self._by_class(record.detections), record.timings_ms or {}, truth)

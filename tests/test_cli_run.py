@@ -224,3 +224,47 @@ def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_p
     session = store.sessions()[0]
     assert session["status"] == "interrupted"
     assert sorted(store.field_counts(session["id"])) == sorted(stored) and len(stored) >= 2
+
+
+def test_the_next_field_is_read_between_inferences_never_during_one(tmp_path):
+    """On a device whose cores the detector fills, the reader must not run during inference
+    (a core taken from the model stalls it): every read falls between two detector runs."""
+    import threading
+    import time
+
+    from edge.config import Profile
+    from edge.detector import Detector
+    from edge.runner import Runner
+    from edge.sources.synthetic import SyntheticSource
+
+    reads: list[tuple[float, float]] = []
+    runs: list[tuple[float, float]] = []
+
+    class TimedSource:
+        name = "synthetic:timed"
+
+        def frames(self):
+            inner = iter(SyntheticSource(count=12, seed=8).frames())
+            while True:
+                t0 = time.perf_counter()
+                frame = next(inner, None)
+                time.sleep(0.02)  # a slow camera: reads long enough to overlap if allowed
+                reads.append((t0, time.perf_counter()))
+                if frame is None:
+                    return
+                yield frame
+
+    class TimedDetector(Detector):
+        def detect(self, prepared):
+            t0 = time.perf_counter()
+            try:
+                return super().detect(prepared)
+            finally:
+                runs.append((t0, time.perf_counter()))
+                assert threading.current_thread() is threading.main_thread()
+
+    store = Store.open(tmp_path)
+    sid = Runner(Profile(), store, TimedDetector(BUNDLED_MODEL)).run(TimedSource(), "S-11")
+    assert len(store.field_counts(sid)) == 12 and len(runs) == 12
+    for r0, r1 in reads:
+        assert not any(r0 < d1 and d0 < r1 for d0, d1 in runs), "a read overlapped inference"
