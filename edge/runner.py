@@ -81,8 +81,8 @@ class Runner:
     The reader reads one field per request, sent when the detector returns: it works while
     the calling thread finishes the field, never during inference. The detector's threads
     fill every core, and a core taken from one of them during a run stalls the others at the
-    next barrier: measured on two cores, reading alongside inference cost its whole CPU time
-    in wall time, reading between two inferences (beside the finishing work) about half.
+    next barrier. On two cores this took the runner's time per field above inference from
+    about 4 ms (reader beside the model) to about 3 ms (docs/benchmarks.md).
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -130,7 +130,7 @@ class Runner:
         duplicates = DuplicateGuard(self.profile.qc)  # used by the main thread, in field order
 
         def read() -> None:
-            """Decode, check and letterbox one field per request."""
+            """Decode, check, letterbox and score (ALL subtype) one field per request."""
             try:
                 frames = iter(source.frames())
                 while requests.get() is not _END:
