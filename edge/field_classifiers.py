@@ -71,7 +71,7 @@ class FieldLabels:
     cells: list[CellLabel]
     subtype: dict[str, float] | None  # ALL subtype probabilities, when enabled
     subtype_input: np.ndarray | None  # the RGB uint8 field at the ALL classifier's size
-    classify_ms: float
+    classify_ms: float  # both models on this field (the ALL subtype timed where it ran)
 
 
 class FieldClassifiers:

@@ -79,7 +79,8 @@ class Runner:
     the files and commits the field, in capture order.
 
     The reader reads one field per request, sent when the detector returns: it works while
-    the calling thread finishes the field, never during inference. The detector's threads
+    the calling thread finishes the field, never during the detector's inference (the two
+    classifiers, one thread each, may run side by side there). The detector's threads
     fill every core, and a core taken from one of them during a run stalls the others at the
     next barrier. On two cores this took the runner's time per field above inference from
     about 4 ms (reader beside the model) to about 3 ms (docs/benchmarks.md).
@@ -97,8 +98,9 @@ class Runner:
             on_field: Callable[[str, FieldOutcome], None] | None = None) -> str:
         """Process the whole source as one session and return its id.
 
-        If the run stops early (error, Ctrl-C, camera gone), every field captured before the
-        stop is still stored, the session is marked 'interrupted' and the error is raised.
+        If the run stops early (error, Ctrl-C, camera gone), every field finished before the
+        stop is still stored (only the one in hand at that moment is dropped, never half
+        stored), the session is marked 'interrupted' and the error is raised.
         """
         session_id = self.store.start_session(
             sample_id=sample_id, operator=operator, profile_name=self.profile.device.name,
@@ -189,6 +191,7 @@ class Runner:
                                                  labels)):
                     break
         finally:
+            requests.put(_END)  # the reader stops after the read in hand, if any
             # The writer stores every field finished so far, then stops; the session is never
             # finished while it still writes, even through a second Ctrl-C (which only stops
             # the wait for room in the queue: what is queued is stored). An Event, not
@@ -202,7 +205,6 @@ class Runner:
                     stop.set()
             writer.join()
             stop.set()
-            requests.put(_END)
             reader.join(timeout=5)
         if errors:
             raise errors[0]
