@@ -51,17 +51,21 @@ def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
 
 
 def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifiers | None,
-               folder: Path, data_dir: Path, max_wbc: int | None = None) -> list[float]:
-    """Wall time between consecutive stored fields (decode, detect, [classify,] evidence,
-    commit); with `max_wbc`, only of fields with at most that many white cells."""
+               folder: Path, data_dir: Path) -> list[tuple[float, int]]:
+    """Wall time in ms between consecutive stored fields (decode, detect, [classify,]
+    evidence, commit), each with the later field's number of white cells."""
     profile.storage.data_dir = data_dir
     store = Store.open(data_dir)
     stamps: list[tuple[float, int]] = []
     Runner(profile, store, detector, classifiers).run(
         FolderSource(folder), "bench", None,
         lambda _sid, o: stamps.append((time.perf_counter(), (o.counts or {}).get("WBC", 0))))
-    return [(b - a) * 1e3 for (a, _), (b, wbc) in itertools.pairwise(stamps)
-            if max_wbc is None or wbc <= max_wbc]
+    return [((b - a) * 1e3, wbc) for (a, _), (b, wbc) in itertools.pairwise(stamps)]
+
+
+def median_ms(fields: list[tuple[float, int]], max_wbc: int | None = None) -> float:
+    """Median time per field; with `max_wbc`, of fields with at most that many white cells."""
+    return statistics.median(ms for ms, wbc in fields if max_wbc is None or wbc <= max_wbc)
 
 
 def classifier_latency(images: list[np.ndarray]) -> dict[str, float]:
@@ -119,14 +123,13 @@ def main() -> None:
         raw, e2e, det_only, both = [], [], [], []
         for r in range(args.rounds):
             raw.append(statistics.median(raw_inference(detector, tensors)))
-            e2e.append(statistics.median(
-                end_to_end(profile, detector, None, frames, Path(tmp) / f"d{r}")))
+            detector_only = end_to_end(profile, detector, None, frames, Path(tmp) / f"d{r}")
+            e2e.append(median_ms(detector_only))
             # second stage, on fields with at most 3 white cells (issue 4's condition)
-            det_only.append(statistics.median(
-                end_to_end(profile, detector, None, frames, Path(tmp) / f"o{r}", max_wbc=3)))
-            with_classifiers = end_to_end(profile, detector, classifiers, frames,
-                                          Path(tmp) / f"c{r}", max_wbc=3)
-            both.append(statistics.median(with_classifiers))
+            det_only.append(median_ms(detector_only, max_wbc=3))
+            both.append(median_ms(end_to_end(profile, detector, classifiers, frames,
+                                             Path(tmp) / f"c{r}"), max_wbc=3))
+        few_wbc = sum(wbc <= 3 for _, wbc in detector_only)
         latency = classifier_latency(images)
 
     result = {
@@ -140,7 +143,7 @@ def main() -> None:
         "ratio_per_round": np.divide(e2e, raw).round(3).tolist(),
         "runner_peak_rss_mb": rss,
         "classifiers": {
-            "fields_with_at_most_3_wbc": len(with_classifiers),
+            "fields_with_at_most_3_wbc": few_wbc,
             "detector_only_ms_per_field": statistics.median(det_only),
             "with_wbc_and_all_ms_per_field": statistics.median(both),
             "ratio_with_classifiers_over_detector_only":
