@@ -68,6 +68,38 @@ def test_whole_workstation_chain_is_offline(tmp_path):
     assert not netlog.exists(), netlog.read_text()
 
 
+def test_a_relu_variant_warm_starts_from_a_silu_checkpoint_and_exports_without_silu(tmp_path):
+    """`--activation relu` keeps the checkpoint's weights and changes only the activation: the
+    exported graph has a ReLU where each SiLU (Sigmoid then Mul) was, offline."""
+    import onnx
+
+    data = needs_datasets() / "detection"
+    tiny = tmp_path / "tiny"
+    _tiny_yolo(data / "txl-pbc", tiny, 8, 4)
+    netlog = tmp_path / "net.log"
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "netguard"), str(ROOT)]),
+           "HEMASCOPE_NET_LOG": str(netlog), "HEMASCOPE_YOLO_CONFIG_DIR": str(tmp_path / "cfg")}
+    run = tmp_path / "run"
+    trained = run_cli("train", "detect", str(tiny), "--out", str(run), "--epochs", "1",
+                      "--imgsz", "64", "--batch", "4", "--activation", "relu", "--weights",
+                      str(ROOT / "training" / "checkpoints" / "detector-640-v3.pt"),
+                      env=env, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Transferred 499/499 items" in trained.stdout + trained.stderr
+    assert json.loads((run / "manifest.json").read_text())["activation"] == "relu"
+    out = tmp_path / "relu.onnx"
+    exported = run_cli("export", "onnx", str(run / "train" / "weights" / "best.pt"),
+                       "--out", str(out), env=env, timeout=600)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("Relu") == 77 and ops.count("Sigmoid") == 1  # the head's class scores
+    assert not netlog.exists(), netlog.read_text()
+
+    bad = run_cli("train", "detect", str(tiny), "--out", str(tmp_path / "x"),
+                  "--activation", "gelu", env=env)
+    assert bad.returncode != 0 and "use relu or silu" in bad.stderr
+
+
 def test_the_guard_really_blocks(tmp_path):
     """The network guard used above must catch a DNS look-up (else the test proves nothing)."""
     netlog = tmp_path / "net.log"

@@ -36,6 +36,9 @@ def train_detect(
         "yolo11n.yaml"),
     weights: Annotated[Path | None, typer.Option(
         help="Warm-start from this checkpoint (.pt) instead of random weights.")] = None,
+    activation: Annotated[str | None, typer.Option(
+        help="Replace the yaml's activation: 'relu' for a model to run in int8 on a CPU "
+        "(onnxruntime folds ReLU into the int8 convolution; SiLU stays two kernels).")] = None,
     imgsz: Annotated[int, typer.Option(help="Square training input size in pixels.")] = 416,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 16,
@@ -50,12 +53,14 @@ def train_detect(
     Example: hemascope train detect ../shared/datasets/detection/txl-pbc
     ../shared/datasets/detection/cbc --val-fraction 0 --out runs/detector --epochs 20
     """
+    if activation not in (None, "relu", "silu"):
+        raise typer.BadParameter(f"{activation!r}: use relu or silu", param_hint="--activation")
     require_train_extra()
     from training.train import DetectTrainConfig, train_detector
 
     cfg = DetectTrainConfig(data=data, out=out, model=model, imgsz=imgsz, epochs=epochs,
                             batch=batch, device=device, weights=weights,
-                            val_fraction=val_fraction)
+                            val_fraction=val_fraction, activation=activation)
     manifest = train_detector(cfg, resume=resume)
     typer.echo(f"trained: {manifest}")
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")

@@ -24,6 +24,7 @@ class DetectTrainConfig:
     batch: int = 16
     device: str = "cpu"
     weights: Path | None = None  # warm start from a previous checkpoint
+    activation: str | None = None  # e.g. "relu": replaces the yaml's activation (SiLU)
     val_fraction: float = 0.2
     seed: int = 0
 
@@ -37,6 +38,28 @@ def _cpu_seconds() -> float:
     """User + system CPU time of this process so far (all its threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+ACTIVATIONS = {"relu": "nn.ReLU()", "silu": "nn.SiLU()"}
+
+
+def model_yaml(model: str, activation: str | None, out: Path) -> str:
+    """The model yaml to build, with its activation replaced when asked (written to OUT).
+
+    ReLU is what makes an int8 CPU model pay: onnxruntime folds it into the int8 convolution,
+    while each SiLU stays two int8 kernels of its own (docs/benchmarks.md).
+    """
+    if activation is None:
+        return model
+    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
+
+    spec = yaml_model_load(model)
+    spec.pop("yaml_file", None)
+    spec["activation"] = ACTIVATIONS[activation]
+    path = out / f"{Path(model).stem}-{activation}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
 
 
 def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
@@ -59,11 +82,14 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         merge_info = {"data_digest": report.data_digest, "splits": report.splits,
                       "kept": report.kept, "duplicates_dropped": report.duplicates_dropped,
                       "sources": [str(p) for p in cfg.data]}
-        model = YOLO(str(cfg.weights) if cfg.weights else cfg.model)
+        architecture = model_yaml(cfg.model, cfg.activation, cfg.out)
+        # A new activation keeps the checkpoint's weights (same shapes) but not its graph.
+        model = YOLO(str(cfg.weights) if cfg.weights and not cfg.activation else architecture)
+        pretrained = str(cfg.weights) if cfg.weights and cfg.activation else bool(cfg.weights)
         model.train(
             data=str(data_dir / "data.yaml"), epochs=cfg.epochs, imgsz=cfg.imgsz,
             batch=cfg.batch, device=cfg.device, workers=0, project=str(cfg.out.resolve()),
-            name="train", exist_ok=True, pretrained=bool(cfg.weights), amp=cfg.device != "cpu",
+            name="train", exist_ok=True, pretrained=pretrained, amp=cfg.device != "cpu",
             seed=cfg.seed, deterministic=True, plots=False,
             close_mosaic=max(1, cfg.epochs // 4),
             # Microscope fields have no "up": vertical flips are as valid as horizontal ones.
@@ -79,6 +105,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         "classes": [names[i] for i in sorted(names)],
         "imgsz": cfg.imgsz,
         "architecture": cfg.model,
+        "activation": cfg.activation or "as in the yaml",
         "warm_start": str(cfg.weights) if cfg.weights else None,
         "epochs": cfg.epochs,
         "device": cfg.device,
