@@ -1,15 +1,19 @@
-"""The demo is honest: on synthetic fields the bundled model's counts match the exact truth."""
+"""The demo is honest: on synthetic fields the bundled models' counts match the exact truth."""
 
 import numpy as np
+import pytest
 
+from edge.config import MODELS_DIR
 from edge.detector import Detector
 from edge.sources.synthetic import SyntheticSource
 
 from .conftest import BUNDLED_MODEL
 
 
-def test_bundled_model_counts_synthetic_fields_like_the_renderer_truth():
-    detector = Detector(BUNDLED_MODEL)  # operating threshold from the manifest
+@pytest.mark.parametrize("model", [BUNDLED_MODEL, MODELS_DIR / "detector-relu-int8.onnx"],
+                         ids=["default", "relu-int8"])
+def test_bundled_model_counts_synthetic_fields_like_the_renderer_truth(model):
+    detector = Detector(model)  # operating threshold from the manifest
     wbc_exact, rbc_rel = [], []
     for frame in SyntheticSource(count=50, seed=2026).frames():
         counts = detector(frame.image).detections.counts(3)
