@@ -55,6 +55,9 @@ def train_detect(
     """
     if activation not in (None, "relu", "silu"):
         raise typer.BadParameter(f"{activation!r}: use relu or silu", param_hint="--activation")
+    if activation and resume:
+        raise typer.BadParameter("a resumed run keeps its activation; drop --activation",
+                                 param_hint="--activation")
     require_train_extra()
     from training.train import DetectTrainConfig, train_detector
 

@@ -43,8 +43,9 @@ def _cpu_seconds() -> float:
 ACTIVATIONS = {"relu": "nn.ReLU()", "silu": "nn.SiLU()"}
 
 
-def model_yaml(model: str, activation: str | None, out: Path) -> str:
-    """The model yaml to build, with its activation replaced when asked (written to OUT).
+def model_yaml(model: str, weights: Path | None, activation: str | None, out: Path) -> str:
+    """The model yaml to build: `model`, or with `activation` the warm-start checkpoint's own
+    architecture (else `model`'s) with that activation, written to OUT.
 
     ReLU is what makes an int8 CPU model pay: onnxruntime folds it into the int8 convolution,
     while each SiLU stays two int8 kernels of its own (docs/benchmarks.md).
@@ -52,12 +53,13 @@ def model_yaml(model: str, activation: str | None, out: Path) -> str:
     if activation is None:
         return model
     import yaml
+    from ultralytics import YOLO
     from ultralytics.nn.tasks import yaml_model_load
 
-    spec = yaml_model_load(model)
-    spec.pop("yaml_file", None)
+    spec = dict(YOLO(str(weights)).model.yaml) if weights else yaml_model_load(model)
+    # The file name keeps the scale letter (yolo11n-...): Ultralytics reads the scale from it.
+    path = out / f"{Path(spec.pop('yaml_file', model)).stem}-{activation}.yaml"
     spec["activation"] = ACTIVATIONS[activation]
-    path = out / f"{Path(model).stem}-{activation}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
@@ -82,7 +84,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         merge_info = {"data_digest": report.data_digest, "splits": report.splits,
                       "kept": report.kept, "duplicates_dropped": report.duplicates_dropped,
                       "sources": [str(p) for p in cfg.data]}
-        architecture = model_yaml(cfg.model, cfg.activation, cfg.out)
+        architecture = model_yaml(cfg.model, cfg.weights, cfg.activation, cfg.out)
         # A new activation keeps the checkpoint's weights (same shapes) but not its graph.
         model = YOLO(str(cfg.weights) if cfg.weights and not cfg.activation else architecture)
         pretrained = str(cfg.weights) if cfg.weights and cfg.activation else bool(cfg.weights)
@@ -96,16 +98,18 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
             flipud=0.5, fliplr=0.5,
         )
     best = cfg.out / "train" / "weights" / "best.pt"
-    metrics = YOLO(str(best)).val(data=str(data_dir / "data.yaml"), imgsz=cfg.imgsz,
-                                  batch=cfg.batch, device=cfg.device, plots=False,
-                                  project=str(cfg.out.resolve()), name="val", exist_ok=True)
+    trained = YOLO(str(best))
+    metrics = trained.val(data=str(data_dir / "data.yaml"), imgsz=cfg.imgsz,
+                          batch=cfg.batch, device=cfg.device, plots=False,
+                          project=str(cfg.out.resolve()), name="val", exist_ok=True)
     names = metrics.names
+    spec = trained.model.yaml  # what was trained, whatever the command line said
     manifest = {
         "task": "detect",
         "classes": [names[i] for i in sorted(names)],
         "imgsz": cfg.imgsz,
-        "architecture": cfg.model,
-        "activation": cfg.activation or "as in the yaml",
+        "architecture": Path(spec.get("yaml_file", cfg.model)).name,
+        "activation": spec.get("activation", "nn.SiLU() (Ultralytics' default)"),
         "warm_start": str(cfg.weights) if cfg.weights else None,
         "epochs": cfg.epochs,
         "device": cfg.device,
