@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from edge.detect import Letterbox, decode_yolo, letterbox_tensor, nms
 
@@ -85,3 +86,9 @@ def test_decode_clips_to_the_image():
     lb = Letterbox(1.0, 0.0, 0.0)
     det = decode_yolo(_head([(5, 5, 20, 20, 1, 0.9)]), lb, (100, 100), 0.25, 0.5)
     assert det.xyxy.min() >= 0
+
+
+def test_letterbox_tensor_refuses_an_image_without_three_channels():
+    for shape in ((48, 64), (48, 64, 1), (48, 64, 4)):
+        with pytest.raises(ValueError, match="HxWx3"):
+            letterbox_tensor(np.zeros(shape, np.uint8), (64, 64))
