@@ -216,10 +216,16 @@ def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_p
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.3)
 
+    # A shell starts a background job (`cmd &`) with SIGINT ignored, and Python then leaves it
+    # so: restore Ctrl-C's usual handler, or the signals below would do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     store = Store.open(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(
-            SyntheticSource(count=20, seed=5), "S-10", on_field=on_field)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(
+                SyntheticSource(count=20, seed=5), "S-10", on_field=on_field)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not any(t.name == "hemascope-writer" for t in threading.enumerate())
     session = store.sessions()[0]
     assert session["status"] == "interrupted"
