@@ -27,13 +27,20 @@ def _tiny_yolo(src: Path, dst: Path, n_train: int, n_val: int) -> None:
         "train: images/train\nval: images/val\nnc: 3\nnames: ['WBC', 'RBC', 'Platelets']\n")
 
 
-def test_whole_workstation_chain_is_offline(tmp_path):
+def _offline_setup(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """The detection datasets, a tiny YOLO set from TXL-PBC, and the environment of a CLI run
+    whose every network attempt is blocked and logged to the returned file."""
     data = needs_datasets() / "detection"
     tiny = tmp_path / "tiny"
     _tiny_yolo(data / "txl-pbc", tiny, 8, 4)
     netlog = tmp_path / "net.log"
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "netguard"), str(ROOT)]),
            "HEMASCOPE_NET_LOG": str(netlog), "HEMASCOPE_YOLO_CONFIG_DIR": str(tmp_path / "cfg")}
+    return data, tiny, netlog, env
+
+
+def test_whole_workstation_chain_is_offline(tmp_path):
+    data, tiny, netlog, env = _offline_setup(tmp_path)
     run = tmp_path / "run"
     trained = run_cli("train", "detect", str(tiny), str(data / "cbc"), "--out", str(run),
                       "--epochs", "1", "--imgsz", "64", "--batch", "4", "--val-fraction", "0.02",
@@ -73,12 +80,7 @@ def test_a_relu_variant_warm_starts_from_a_silu_checkpoint_and_exports_without_s
     exported graph has a ReLU where each SiLU (Sigmoid then Mul) was, offline."""
     import onnx
 
-    data = needs_datasets() / "detection"
-    tiny = tmp_path / "tiny"
-    _tiny_yolo(data / "txl-pbc", tiny, 8, 4)
-    netlog = tmp_path / "net.log"
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "netguard"), str(ROOT)]),
-           "HEMASCOPE_NET_LOG": str(netlog), "HEMASCOPE_YOLO_CONFIG_DIR": str(tmp_path / "cfg")}
+    _, tiny, netlog, env = _offline_setup(tmp_path)
     run = tmp_path / "run"
     trained = run_cli("train", "detect", str(tiny), "--out", str(run), "--epochs", "1",
                       "--imgsz", "64", "--batch", "4", "--activation", "relu", "--weights",
