@@ -72,18 +72,20 @@ class _Pipe:
 class Runner:
     """Runs one session: start it, process every field the source yields, finish it.
 
-    Three threads share the work of a field. The calling thread runs the detector, the cell
-    and duplicate checks and, on a counted field, the WBC differential of every white cell,
-    then draws and encodes the evidence; a reader thread decodes, checks and letterboxes the
-    next field and scores its ALL subtype (which needs no detections); a writer thread writes
-    the files and commits the field, in capture order.
+    Three threads share the work of a field. A reader thread decodes the next field, checks
+    its pixels and scores its ALL subtype (which needs no detections); the calling thread
+    letterboxes it, runs the detector, the cell and duplicate checks and, on a counted field,
+    the WBC differential of every white cell, then draws and encodes the evidence; a writer
+    thread writes the files and commits the field, in capture order.
 
     The reader reads one field per request, sent when the detector returns: it works while
     the calling thread finishes the field, never during the detector's inference (the two
     classifiers, one thread each, may run side by side there). The detector's threads
     fill every core, and a core taken from one of them during a run stalls the others at the
     next barrier. On two cores this took the runner's time per field above inference from
-    about 4 ms (reader beside the model) to about 3 ms (docs/benchmarks.md).
+    about 4 ms (reader beside the model) to about 3.5 ms; letterboxing in the calling thread
+    instead of the reader, which balances the two threads' work between inferences, took
+    about 0.3 ms more off (docs/benchmarks.md).
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -141,15 +143,14 @@ class Runner:
                     if item is _END:
                         break
                     decode_ms = (time.perf_counter() - t0) * 1e3
-                    image_qc = prep = subtype = None
+                    image_qc = subtype = None
                     if isinstance(item, Frame):
                         if self.profile.qc.enabled:
                             image_qc = assess_image(item.image, self.profile.qc)
-                        if image_qc is None or image_qc.accepted:
-                            prep = self.detector.prepare(item.image)
-                            if self.classifiers is not None:
-                                subtype = self.classifiers.subtype_of(item.image)
-                    if not prepared.put((item, prep, decode_ms, image_qc, subtype)):
+                        if (image_qc is None or image_qc.accepted) \
+                                and self.classifiers is not None:
+                            subtype = self.classifiers.subtype_of(item.image)
+                    if not prepared.put((item, decode_ms, image_qc, subtype)):
                         return
             except BaseException as exc:  # handed to the main thread, raised there
                 prepared.put(exc)
@@ -179,8 +180,10 @@ class Runner:
                 if isinstance(job, BaseException):
                     errors.append(job)
                     break
-                item, prep, decode_ms, image_qc, subtype = job
-                result = self.detector.detect(prep) if prep is not None else None
+                item, decode_ms, image_qc, subtype = job
+                result = None
+                if isinstance(item, Frame) and (image_qc is None or image_qc.accepted):
+                    result = self.detector.detect(self.detector.prepare(item.image))
                 requests.put(True)  # the next field is read while this one is finished here
                 verdict = labels = None
                 if isinstance(item, Frame):
