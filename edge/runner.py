@@ -83,9 +83,9 @@ class Runner:
     classifiers, one thread each, may run side by side there). The detector's threads
     fill every core, and a core taken from one of them during a run stalls the others at the
     next barrier. On two cores this took the runner's time per field above inference from
-    about 4 ms (reader beside the model) to about 3.5 ms; letterboxing in the calling thread
-    instead of the reader, which balances the two threads' work between inferences, took
-    about 0.3 ms more off (docs/benchmarks.md).
+    about 4 ms (reader beside the model) to about 3.5 ms; the calling thread letterboxes,
+    not the reader, which balances the two threads' work between inferences
+    (docs/benchmarks.md).
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -134,7 +134,7 @@ class Runner:
         duplicates = DuplicateGuard(self.profile.qc)  # used by the main thread, in field order
 
         def read() -> None:
-            """Decode, check, letterbox and score (ALL subtype) one field per request."""
+            """Decode, check and score (ALL subtype) one field per request."""
             try:
                 frames = iter(source.frames())
                 while requests.get() is not _END:

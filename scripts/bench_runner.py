@@ -53,9 +53,10 @@ def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
 def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifiers | None,
                folder: Path, data_dir: Path
                ) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
-    """Run the runner on the folder; return the time in ms between consecutive fields entering
-    the detector, and between consecutive stored fields (decode, detect, [classify,]
-    evidence, commit), each with the later field's number of white cells.
+    """Run the runner on the folder; return the time in ms from each field entering the
+    detector to the next one doing so (its inference, boxes, checks, [classifiers,] evidence,
+    and the next field's letterbox), each with that field's number of white cells; and the
+    time between consecutive stored fields, each with the later field's number.
 
     Both are the pipeline's time per field (its stages overlap, and the bounded queues between
     them keep every stage at the pace of the slowest). The first is what the time per field
@@ -83,7 +84,7 @@ def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifie
     if len(starts) != len(stamps):
         raise RuntimeError("every benchmark field must reach the detector: use clean images")
     wbc = [n for _, n in stamps]
-    return ([((b - a) * 1e3, n) for (a, b), n in zip(itertools.pairwise(starts), wbc[1:],
+    return ([((b - a) * 1e3, n) for (a, b), n in zip(itertools.pairwise(starts), wbc[:-1],
                                                            strict=True)],
             [((b - a) * 1e3, n) for (a, _), (b, n) in itertools.pairwise(stamps)])
 
@@ -156,7 +157,7 @@ def main() -> None:
             det_only.append(median_ms(detector_only, max_wbc=3))
             both.append(median_ms(end_to_end(profile, detector, classifiers, frames,
                                              Path(tmp) / f"c{r}")[0], max_wbc=3))
-        few_wbc = sum(wbc <= 3 for _, wbc in detector_only)
+        few_wbc = sum(wbc <= 3 for _, wbc in detector_only)  # of the frames - 1 periods
         latency = classifier_latency(images)
 
     result = {
@@ -173,7 +174,7 @@ def main() -> None:
             statistics.median(np.divide(stored, raw).tolist()),
         "runner_peak_rss_mb": rss,
         "classifiers": {
-            "fields_with_at_most_3_wbc": few_wbc,
+            "periods_of_fields_with_at_most_3_wbc": few_wbc,
             "detector_only_ms_per_field": statistics.median(det_only),
             "with_wbc_and_all_ms_per_field": statistics.median(both),
             "ratio_with_classifiers_over_detector_only":
