@@ -15,7 +15,7 @@ from edge.manifest import (
     sha256_file,
     write_manifest,
 )
-from training.train import command_line
+from training.provenance import command_line
 
 
 def derive_manifest(reference: Path, out: Path, precision: str, runtime: Runtime,

@@ -16,7 +16,7 @@ from edge.manifest import ModelInput, ModelManifest, sha256_file, write_manifest
 from export.onnx import training_manifest
 from training.classify_model import SmallNet
 from training.classify_train import CHECKPOINT_FORMAT
-from training.train import command_line
+from training.provenance import command_line
 
 
 def read_classifier_checkpoint(checkpoint: Path) -> dict[str, Any] | None:

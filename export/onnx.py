@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.manifest import ModelInput, ModelManifest, ModelThresholds, sha256_file, write_manifest
 from training.offline import configure_offline
-from training.train import command_line
+from training.provenance import command_line
 
 
 def training_manifest(checkpoint: Path) -> dict:

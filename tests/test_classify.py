@@ -2,7 +2,11 @@
 classifier against its manifest, and train -> export -> eval offline on real images."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -215,13 +219,19 @@ def test_edge_classifier_refuses_a_detector():
         Classifier(BUNDLED_MODEL)
 
 
-def test_train_export_eval_classifier_offline(tmp_path):
+def _tiny_all(tmp_path: Path) -> Path:
+    """Six real fields of each ALL class."""
     src = needs_datasets() / "classification" / "all-4class"
     tiny = tmp_path / "tiny"
     for cls in ("Benign", "Early", "Pre", "Pro"):
         (tiny / cls).mkdir(parents=True)
         for image in sorted((src / cls).iterdir())[:6]:
             shutil.copy(image, tiny / cls / image.name)
+    return tiny
+
+
+def test_train_export_eval_classifier_offline(tmp_path):
+    tiny = _tiny_all(tmp_path)
     env = offline_env(tmp_path)
     run = tmp_path / "run"
     trained = run_cli("train", "classify", str(tiny), "--out", str(run), "--epochs", "1",
@@ -253,6 +263,45 @@ def test_train_export_eval_classifier_offline(tmp_path):
     assert result["as_is"]["ece"] == pytest.approx(best["ece"], abs=1e-4)
     assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["split"] == "val"
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
+
+
+def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(tmp_path):
+    """Kill a run after its first checkpoint, resume it: the log has every epoch once, and
+    the manifest the time and command of both processes; resuming the finished run fails."""
+    tiny, epochs = _tiny_all(tmp_path), 40
+    run = tmp_path / "run"
+    args = ["train", "classify", str(tiny), "--out", str(run), "--epochs", str(epochs),
+            "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34"]
+    env = {**os.environ, **offline_env(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = run / "segments.json"
+    deadline = time.monotonic() + 120
+    while not record.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    first = json.loads(record.read_text())
+    assert len(first) == 1 and first[0]["last_epoch"] < epochs - 1  # really interrupted
+
+    resumed = run_cli(*args, "--resume", env=offline_env(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    segments = manifest["segments"]
+    assert len(segments) == 2
+    assert manifest["command"] == segments[0]["command"] and "--resume" not in manifest["command"]
+    assert segments[1]["command"].endswith("--resume")
+    assert segments[1]["first_epoch"] > segments[0]["last_epoch"]
+    assert segments[1]["last_epoch"] == epochs - 1
+    assert manifest["train_wall_seconds"] == pytest.approx(
+        segments[0]["wall_seconds"] + segments[1]["wall_seconds"], abs=0.11)
+    assert manifest["train_cpu_seconds"] > segments[1]["cpu_seconds"] > 0
+    logged = [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(epochs))
+
+    again = run_cli(*args, "--resume", env=offline_env(tmp_path))
+    assert again.returncode != 0 and "nothing to resume" in again.stderr
+    assert json.loads((run / "manifest.json").read_text()) == manifest
 
 
 def test_detector_refuses_a_classifier(tiny_classifier):

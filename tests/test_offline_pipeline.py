@@ -6,6 +6,9 @@ Needs the `train` extra (torch, ultralytics); skipped on a device install.
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,39 @@ def test_a_relu_variant_warm_starts_from_a_silu_checkpoint_and_exports_without_s
     assert exported.returncode == 0, exported.stderr[-3000:]
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert ops.count("Relu") == 77 and ops.count("Sigmoid") == 1  # the head's class scores
+    assert not netlog.exists(), netlog.read_text()
+
+
+def test_a_killed_detector_run_resumes_with_one_command_offline(tmp_path):
+    """Kill `train detect` after its first epoch's checkpoint; `--resume` finishes the run,
+    and the manifest counts both processes, still with the network blocked."""
+    _, tiny, netlog, env = _offline_setup(tmp_path)
+    run, epochs = tmp_path / "run", 4
+    args = ["train", "detect", str(tiny), "--out", str(run), "--epochs", str(epochs),
+            "--imgsz", "64", "--batch", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], env={**os.environ, **env},
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = run / "segments.json"
+    deadline = time.monotonic() + 300
+    while not record.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    first = json.loads(record.read_text())
+    assert first[0]["last_epoch"] < epochs - 1 and not (run / "manifest.json").exists()
+
+    resumed = run_cli(*args, "--resume", env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    segments = manifest["segments"]
+    assert len(segments) == 2 and "--resume" not in manifest["command"]
+    assert segments[1]["first_epoch"] > segments[0]["last_epoch"]
+    assert segments[1]["last_epoch"] == epochs - 1
+    assert manifest["train_cpu_seconds"] > segments[1]["cpu_seconds"] > 0
+    assert (run / "train" / "weights" / "best.pt").is_file()
+    again = run_cli(*args, "--resume", env=env, timeout=600)
+    assert again.returncode != 0 and "nothing to resume" in again.stderr
+    assert json.loads((run / "manifest.json").read_text()) == manifest
     assert not netlog.exists(), netlog.read_text()
 
 

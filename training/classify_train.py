@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.errors import HemascopeError
 from training.augment import geometric_jitter, resolution_jitter, stain_jitter
 from training.classify_data import class_weights, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
 from training.classify_model import WIDTHS, SmallNet
-from training.train import _cpu_seconds, command_line
+from training.provenance import Segments
 
 CHECKPOINT_FORMAT = "hemascope-classifier/1"
 
@@ -59,11 +60,15 @@ def predict(model: SmallNet, pixels: torch.Tensor, device: torch.device,
 
 def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
     """Split, train, keep the best epoch by val macro-F1 and write RUN/manifest.json."""
-    started, cpu0 = time.time(), _cpu_seconds()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     weights_dir = cfg.out / "train" / "weights"
+    last = weights_dir / "last.pt"
+    if resume and not last.is_file():
+        raise HemascopeError(f"nothing to resume: {last} does not exist",
+                             "start the run without --resume")
     weights_dir.mkdir(parents=True, exist_ok=True)
+    segments = Segments(cfg.out, resume)
     data = read_class_folders(cfg.data, cfg.val_fraction)
     splits = {s: data.split(s) for s in ("train", "val")}
     pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz)) for s, items in splits.items()}
@@ -81,7 +86,11 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best_f1, history = 0, -1.0, []
     if resume:
-        state = torch.load(weights_dir / "last.pt", weights_only=True, map_location="cpu")
+        state = torch.load(last, weights_only=True, map_location="cpu")
+        if state["epoch"] + 1 >= cfg.epochs:
+            raise HemascopeError(f"nothing to resume: the run in {cfg.out} finished all its "
+                                 f"{state['epoch'] + 1} epochs",
+                                 "start a new run with another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -89,7 +98,10 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "widths": list(WIDTHS)}
-    log = (cfg.out / "log.jsonl").open("a")
+    # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
+    # an interrupted process is trained again, and logged once.
+    log = (cfg.out / "log.jsonl").open("w")
+    log.writelines(json.dumps(row) + "\n" for row in history)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0, total = time.time(), 0.0
@@ -122,18 +134,22 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
             best_f1 = state["best_f1"] = val["macro_f1"]
             torch.save({**state, "val": val}, weights_dir / "best.pt")
         torch.save({**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "generator": gen.get_state()}, weights_dir / "last.pt")
+                    "generator": gen.get_state()}, last)
+        segments.tick(epoch)
     best = torch.load(weights_dir / "best.pt", weights_only=True, map_location="cpu")
+    segments.tick()
+    record = segments.summary()
     manifest = {
         "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,
         "architecture": f"SmallNet{tuple(WIDTHS)} (training/classify_model.py)",
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "class_weights": [round(float(w), 4) for w in weights],
         "data": {**data.summary(), "source": str(cfg.data)},
-        "command": command_line(),
+        "command": record["command"],
         "best_epoch": best["epoch"],
-        "train_wall_seconds": round(time.time() - started, 1),
-        "train_cpu_seconds": round(_cpu_seconds() - cpu0, 1),
+        "train_wall_seconds": record["train_wall_seconds"],
+        "train_cpu_seconds": record["train_cpu_seconds"],
+        "segments": record["segments"],
         "val_metrics_torch": {k: best["val"][k] for k in ("accuracy", "macro_f1", "ece")},
         "weights": str(weights_dir / "best.pt"),
     }

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import resource
-import shlex
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from edge.errors import HemascopeError
 from training.datasets import merge
 from training.offline import configure_offline
+from training.provenance import Segments
 
 
 @dataclass
@@ -27,17 +26,6 @@ class DetectTrainConfig:
     activation: str | None = None  # e.g. "relu": replaces the yaml's activation (SiLU)
     val_fraction: float = 0.2
     seed: int = 0
-
-
-def command_line() -> str:
-    """The command that is running, for manifests (so every model says how it was made)."""
-    return shlex.join(["hemascope", *sys.argv[1:]])
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process so far (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 ACTIVATIONS = {"relu": "nn.ReLU()", "silu": "nn.SiLU()"}
@@ -64,20 +52,38 @@ def model_yaml(model: str, weights: Path | None, activation: str | None, out: Pa
     return str(path)
 
 
+def _finished(last: Path) -> bool:
+    """Whether an Ultralytics last.pt belongs to a run that trained all its epochs (the same
+    test Ultralytics asserts on resuming)."""
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)  # our own run's file
+    return not 0 < ckpt.get("epoch", -1) + 1 < ckpt.get("train_args", {}).get("epochs", 0)
+
+
 def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
     """Merge the datasets, train, validate best.pt and write OUT/manifest.json. Returns it."""
     configure_offline()
     from ultralytics import YOLO
 
-    cfg.out.mkdir(parents=True, exist_ok=True)
     last = cfg.out / "train" / "weights" / "last.pt"
     data_dir = cfg.out / "data"
-    started = time.time()
+    if resume and not last.is_file():
+        raise HemascopeError(f"nothing to resume: {last} does not exist",
+                             "start the run without --resume")
+    if resume and _finished(last):
+        raise HemascopeError(f"nothing to resume: the run in {cfg.out} trained all its epochs",
+                             "start a new run with another --out (--weights to warm-start)")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    segments = Segments(cfg.out, resume)
+
+    def epoch_saved(trainer: Any) -> None:  # an Ultralytics trainer, its checkpoint just saved
+        segments.tick(trainer.epoch)
+
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(
-                f"nothing to resume: {last} does not exist; start without --resume")
-        YOLO(str(last)).train(resume=True)
+        model = YOLO(str(last))
+        model.add_callback("on_model_save", epoch_saved)
+        model.train(resume=True)
         merge_info = json.loads((data_dir / "merge.json").read_text())
     else:
         report = merge(cfg.data, data_dir, cfg.val_fraction)
@@ -88,6 +94,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         # A new activation keeps the checkpoint's weights (same shapes) but not its graph.
         model = YOLO(str(cfg.weights) if cfg.weights and not cfg.activation else architecture)
         pretrained = str(cfg.weights) if cfg.weights and cfg.activation else bool(cfg.weights)
+        model.add_callback("on_model_save", epoch_saved)
         model.train(
             data=str(data_dir / "data.yaml"), epochs=cfg.epochs, imgsz=cfg.imgsz,
             batch=cfg.batch, device=cfg.device, workers=0, project=str(cfg.out.resolve()),
@@ -104,6 +111,8 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
                           project=str(cfg.out.resolve()), name="val", exist_ok=True)
     names = metrics.names
     spec = trained.model.yaml  # what was trained, whatever the command line said
+    segments.tick()
+    record = segments.summary()
     manifest = {
         "task": "detect",
         "classes": [names[i] for i in sorted(names)],
@@ -114,9 +123,10 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         "epochs": cfg.epochs,
         "device": cfg.device,
         "data": merge_info,
-        "command": command_line(),
-        "train_wall_seconds": round(time.time() - started, 1),
-        "train_cpu_seconds": round(_cpu_seconds(), 1),
+        "command": record["command"],
+        "train_wall_seconds": record["train_wall_seconds"],
+        "train_cpu_seconds": record["train_cpu_seconds"],
+        "segments": record["segments"],
         "val_metrics_ultralytics": {
             "mAP50": float(metrics.box.map50), "mAP50-95": float(metrics.box.map),
             "per_class_AP50": {names[int(c)]: float(metrics.box.ap50[i])
