@@ -35,6 +35,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
                           env=full_env, cwd=cwd or ROOT, timeout=timeout, check=False)
 
 
+def kill_after_first_checkpoint(args: list[str], env: dict[str, str], run: Path,
+                                timeout: float = 300) -> list[dict]:
+    """Start `hemascope ARGS` (a training into `run`), SIGKILL it as soon as its first epoch
+    is checkpointed (run/segments.json appears), and return that record."""
+    import json
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], env={**os.environ, **env},
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = run / "segments.json"
+    deadline = time.monotonic() + timeout
+    while not record.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    return json.loads(record.read_text())
+
+
 def tiny_yolo(src: Path, dst: Path, n_train: int, n_val: int) -> Path:
     """A YOLO dataset with the first images of each split of `src` (copied)."""
     import shutil

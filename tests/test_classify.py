@@ -2,11 +2,7 @@
 classifier against its manifest, and train -> export -> eval offline on real images."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -16,7 +12,13 @@ import pytest
 from edge.classifier import Classifier, gray_world, resize_rgb
 from edge.errors import HemascopeError
 
-from .conftest import BUNDLED_MODEL, needs_datasets, offline_env, run_cli
+from .conftest import (
+    BUNDLED_MODEL,
+    kill_after_first_checkpoint,
+    needs_datasets,
+    offline_env,
+    run_cli,
+)
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 
@@ -272,16 +274,7 @@ def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(
     run = tmp_path / "run"
     args = ["train", "classify", str(tiny), "--out", str(run), "--epochs", str(epochs),
             "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34"]
-    env = {**os.environ, **offline_env(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    record = run / "segments.json"
-    deadline = time.monotonic() + 120
-    while not record.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    first = json.loads(record.read_text())
+    first = kill_after_first_checkpoint(args, offline_env(tmp_path), run, timeout=120)
     assert len(first) == 1 and first[0]["last_epoch"] < epochs - 1  # really interrupted
 
     resumed = run_cli(*args, "--resume", env=offline_env(tmp_path))

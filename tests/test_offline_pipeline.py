@@ -6,14 +6,11 @@ Needs the `train` extra (torch, ultralytics); skipped on a device install.
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, needs_datasets, run_cli
+from .conftest import ROOT, kill_after_first_checkpoint, needs_datasets, run_cli
 
 pytest.importorskip("ultralytics", reason="needs the train extra")
 
@@ -110,15 +107,7 @@ def test_a_killed_detector_run_resumes_with_one_command_offline(tmp_path):
     run, epochs = tmp_path / "run", 4
     args = ["train", "detect", str(tiny), "--out", str(run), "--epochs", str(epochs),
             "--imgsz", "64", "--batch", "4"]
-    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], env={**os.environ, **env},
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    record = run / "segments.json"
-    deadline = time.monotonic() + 300
-    while not record.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    first = json.loads(record.read_text())
+    first = kill_after_first_checkpoint(args, env, run)
     assert first[0]["last_epoch"] < epochs - 1 and not (run / "manifest.json").exists()
 
     resumed = run_cli(*args, "--resume", env=env, timeout=600)

@@ -138,18 +138,14 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
         segments.tick(epoch)
     best = torch.load(weights_dir / "best.pt", weights_only=True, map_location="cpu")
     segments.tick()
-    record = segments.summary()
     manifest = {
         "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,
         "architecture": f"SmallNet{tuple(WIDTHS)} (training/classify_model.py)",
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "class_weights": [round(float(w), 4) for w in weights],
         "data": {**data.summary(), "source": str(cfg.data)},
-        "command": record["command"],
+        **segments.summary(),
         "best_epoch": best["epoch"],
-        "train_wall_seconds": record["train_wall_seconds"],
-        "train_cpu_seconds": record["train_cpu_seconds"],
-        "segments": record["segments"],
         "val_metrics_torch": {k: best["val"][k] for k in ("accuracy", "macro_f1", "ece")},
         "weights": str(weights_dir / "best.pt"),
     }

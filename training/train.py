@@ -112,7 +112,6 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
     names = metrics.names
     spec = trained.model.yaml  # what was trained, whatever the command line said
     segments.tick()
-    record = segments.summary()
     manifest = {
         "task": "detect",
         "classes": [names[i] for i in sorted(names)],
@@ -123,10 +122,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         "epochs": cfg.epochs,
         "device": cfg.device,
         "data": merge_info,
-        "command": record["command"],
-        "train_wall_seconds": record["train_wall_seconds"],
-        "train_cpu_seconds": record["train_cpu_seconds"],
-        "segments": record["segments"],
+        **segments.summary(),
         "val_metrics_ultralytics": {
             "mAP50": float(metrics.box.map50), "mAP50-95": float(metrics.box.map),
             "per_class_AP50": {names[int(c)]: float(metrics.box.ap50[i])
