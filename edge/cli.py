@@ -119,7 +119,7 @@ def run(
     from edge.store import Store
 
     prof = load_with_data_dir(profile, data_dir)
-    detector = Detector(prof.model.detector, prof.backend.type, prof.backend.threads,
+    detector = Detector(prof.model.detector, prof.backend.type, prof.backend.inference_threads(),
                         prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size,
                         prof.backend.delegate)
     classifiers = FieldClassifiers(prof.classifiers, detector.classes)

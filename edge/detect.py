@@ -22,10 +22,11 @@ class Letterbox:
     pad_y: float
 
 
-def letterbox_tensor(image: np.ndarray, size: tuple[int, int], pad_value: int = 114
-                     ) -> tuple[np.ndarray, Letterbox]:
+def letterbox_tensor(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
+                     out: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
     """BGR uint8 image -> the model input: resized keeping aspect ratio, centred on a
-    (height, width) canvas of `pad_value`, as a 1x3xHxW RGB float32 tensor in [0, 1].
+    (height, width) canvas of `pad_value`, as a 1x3xHxW RGB float32 tensor in [0, 1]
+    (written into `out` when given, which must have that shape and type).
 
     Written straight into the tensor, one channel at a time, with no padded or float copy of
     the image: this runs for every field, beside the model, on the same cores. The channels
@@ -41,7 +42,10 @@ def letterbox_tensor(image: np.ndarray, size: tuple[int, int], pad_value: int = 
     src = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) \
         else image
     top, left = (th - nh) // 2, (tw - nw) // 2
-    tensor = np.empty((1, 3, th, tw), np.float32)
+    tensor = np.empty((1, 3, th, tw), np.float32) if out is None else out
+    if tensor.shape != (1, 3, th, tw) or tensor.dtype != np.float32:
+        raise ValueError(f"out must be a (1, 3, {th}, {tw}) float32 array, got "
+                         f"{tensor.dtype} {tensor.shape}")
     pad = np.float32(pad_value / 255.0)
     tensor[0, :, :top] = pad
     tensor[0, :, top + nh:] = pad

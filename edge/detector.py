@@ -78,10 +78,16 @@ class Detector:
     def sha256(self) -> str:
         return self.manifest.sha256
 
-    def prepare(self, image: np.ndarray) -> Prepared:
-        """Letterbox and convert to the model's input (safe to run in another thread)."""
+    def input_buffer(self) -> np.ndarray:
+        """An array that `prepare` can write a field's model input into."""
+        return np.empty((1, 3, *self.size), np.float32)
+
+    def prepare(self, image: np.ndarray, out: np.ndarray | None = None) -> Prepared:
+        """Letterbox and convert to the model's input, into `out` (from `input_buffer`) when
+        given: it must not be in use by a detection still running (safe to run in another
+        thread)."""
         t0 = time.perf_counter()
-        tensor, lb = letterbox_tensor(image, self.size, self.manifest.input.letterbox_pad)
+        tensor, lb = letterbox_tensor(image, self.size, self.manifest.input.letterbox_pad, out)
         return Prepared(tensor, lb, image.shape[:2], (time.perf_counter() - t0) * 1e3)
 
     def detect(self, prepared: Prepared) -> Timed:

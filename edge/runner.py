@@ -6,7 +6,9 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ import cv2
 from edge import __version__, telemetry
 from edge.config import Profile
 from edge.detections import Detections
-from edge.detector import Detector, Timed
+from edge.detector import Detector, Prepared, Timed
 from edge.errors import HemascopeError
 from edge.evidence import annotate, encode_image, write_bytes_atomic
 from edge.field_classifiers import FieldClassifiers, FieldLabels
@@ -72,20 +74,22 @@ class _Pipe:
 class Runner:
     """Runs one session: start it, process every field the source yields, finish it.
 
-    Three threads share the work of a field. A reader thread decodes the next field, checks
-    its pixels and scores its ALL subtype (which needs no detections); the calling thread
-    letterboxes it, runs the detector, the cell and duplicate checks and, on a counted field,
-    the WBC differential of every white cell, then draws and encodes the evidence; a writer
-    thread writes the files and commits the field, in capture order.
+    Three threads share the work of a field, and with onnxruntime the detector works on two
+    fields at once. A reader thread decodes the next field, checks its pixels and scores its
+    ALL subtype (which needs no detections); the calling thread letterboxes it and starts the
+    detector on it, then takes the oldest field in the detector: its cell and duplicate checks
+    and, on a counted field, the WBC differential of every white cell, then draws and encodes
+    the evidence; a writer thread writes the files and commits the field. Fields are checked
+    and stored in capture order.
 
-    The reader reads one field per request, sent when the detector returns: it works while
-    the calling thread finishes the field, never during the detector's inference (the two
-    classifiers, one thread each, may run side by side there). The detector's threads
-    fill every core, and a core taken from one of them during a run stalls the others at the
-    next barrier. On two cores this took the runner's time per field above inference from
-    about 4 ms (reader beside the model) to about 3.5 ms; the calling thread letterboxes,
-    not the reader, which balances the two threads' work between inferences
-    (docs/benchmarks.md).
+    The reader reads one field per request, sent when a field leaves the detector. With
+    `backend.fields_in_flight` = 2 (the default; one intra-op thread each on two cores), the
+    reader, the checks and the writer work beside the one field still in the detector, and
+    the cores stay busy: on two cores a field took about 1.1x the model's time for one frame
+    against 1.16x-1.18x with one field (docs/benchmarks.md). With 1 the runner works in lock step
+    with a detector that fills every core: the next field is read, and this one finished,
+    between two inferences, never during one (a core taken from the model stalls its
+    threads), and the calling thread runs the detector itself.
     """
 
     def __init__(self, profile: Profile, store: Store, detector: Detector,
@@ -101,8 +105,9 @@ class Runner:
         """Process the whole source as one session and return its id.
 
         If the run stops early (error, Ctrl-C, camera gone), every field finished before the
-        stop is still stored (only the one in hand at that moment is dropped, never half
-        stored), the session is marked 'interrupted' and the error is raised.
+        stop is still stored (only the fields in hand at that moment, in the detector or being
+        read, are dropped, never half stored), the session is marked 'interrupted' and the
+        error is raised.
         """
         session_id = self.store.start_session(
             sample_id=sample_id, operator=operator, profile_name=self.profile.device.name,
@@ -170,31 +175,60 @@ class Runner:
             finally:
                 written.set()
 
+        in_flight = self.profile.backend.fields_in_flight or 1
+        pool = ThreadPoolExecutor(in_flight, "hemascope-detector") if in_flight > 1 else None
+        pending: deque[tuple[tuple, Future | None]] = deque()  # fields in the detector, in order
+        # One model input per field in flight, reused in turn: the oldest is free again by the
+        # time it comes round (the loop below keeps at most in_flight - 1 fields pending while
+        # it prepares the next). A new 5 MB array per field left the memory fragmented.
+        inputs = deque(self.detector.input_buffer() for _ in range(in_flight))
+
+        def start(prepared: Prepared) -> Future:
+            """The detector on a field: in the pool, or at once here with one field in flight."""
+            if pool is not None:
+                return pool.submit(self.detector.detect, prepared)
+            done: Future = Future()
+            done.set_result(self.detector.detect(prepared))
+            return done
+
+        def finish_oldest() -> bool:
+            """Wait for the oldest field's boxes, check and classify it, hand it to the writer."""
+            (item, decode_ms, image_qc, subtype), inference = pending.popleft()
+            result = inference.result() if inference is not None else None
+            requests.put(True)  # the next field is read while this one is finished here
+            verdict = labels = None
+            if isinstance(item, Frame):
+                verdict = self._verdict(item, result, image_qc, duplicates)
+                if not verdict[0] and self.classifiers is not None and result is not None:
+                    labels = self.classifiers(item.image, result.detections, subtype)
+            return finished.put(self._finish(session_id, item, result, decode_ms, verdict,
+                                             labels))
+
         reader = threading.Thread(target=read, name="hemascope-reader", daemon=True)
         writer = threading.Thread(target=write, name="hemascope-writer", daemon=True)
         reader.start()
         writer.start()
         try:
-            requests.put(True)
-            while (job := prepared.get()) is not _END:
+            for _ in range(in_flight):
+                requests.put(True)
+            while (job := prepared.get()) is not _END and not isinstance(job, BaseException):
+                item, _, image_qc, _ = job
+                inference = None
+                if isinstance(item, Frame) and (image_qc is None or image_qc.accepted):
+                    inputs.rotate()
+                    inference = start(self.detector.prepare(item.image, inputs[0]))
+                pending.append((job, inference))
+                if len(pending) == in_flight and not finish_oldest():
+                    break
+            else:  # the source ended or failed (camera gone): store what it gave, then stop
                 if isinstance(job, BaseException):
                     errors.append(job)
-                    break
-                item, decode_ms, image_qc, subtype = job
-                result = None
-                if isinstance(item, Frame) and (image_qc is None or image_qc.accepted):
-                    result = self.detector.detect(self.detector.prepare(item.image))
-                requests.put(True)  # the next field is read while this one is finished here
-                verdict = labels = None
-                if isinstance(item, Frame):
-                    verdict = self._verdict(item, result, image_qc, duplicates)
-                    if not verdict[0] and self.classifiers is not None and result is not None:
-                        labels = self.classifiers(item.image, result.detections, subtype)
-                if not finished.put(self._finish(session_id, item, result, decode_ms, verdict,
-                                                 labels)):
-                    break
+                while pending and finish_oldest():
+                    pass
         finally:
             requests.put(_END)  # the reader stops after the read in hand, if any
+            if pool is not None:  # fields still in the detector are dropped, never half stored
+                pool.shutdown(wait=False, cancel_futures=True)
             # The writer stores every field finished so far, then stops; the session is never
             # finished while it still writes, even through a second Ctrl-C (which only stops
             # the wait for room in the queue: what is queued is stored). An Event, not

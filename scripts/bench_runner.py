@@ -1,6 +1,10 @@
 """Benchmark: raw onnxruntime inference vs the whole runner, per field, on the same frames;
 and the runner with both classifiers (WBC differential, ALL subtype) vs detector only.
 
+Raw inference is the model alone, one frame at a time on all cores (its fastest time per
+frame); it is also timed in the runner's own configuration (`backend.fields_in_flight`
+frames at once), and the runner is also timed with one field in flight.
+
 The compared measurements alternate in rounds (raw, runner, raw, runner, ...) and each ratio is
 the median of the per-round ratios, so that the machine's drift (the same inference here varies
 from 20 to 27 ms within minutes) falls on both sides of a ratio alike.
@@ -18,12 +22,12 @@ import itertools
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,8 @@ from edge.runner import Runner
 from edge.sources.folder import IMAGE_SUFFIXES, FolderSource, read_image
 from edge.store import Store
 
+PROFILE_TOML = Path(__file__).parents[1] / "firmware_config/profiles/workstation-dev.toml"
+
 
 def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
                   ) -> list[float]:
@@ -48,6 +54,15 @@ def raw_inference(detector: Detector, tensors: list[np.ndarray], warmup: int = 5
         detector.backend.infer(t)
         times.append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def raw_in_flight(detector: Detector, tensors: list[np.ndarray], in_flight: int) -> float:
+    """Wall ms per frame with `in_flight` frames in the model at once (after a warm-up)."""
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(detector.backend.infer, tensors[:5]))
+        t0 = time.perf_counter()
+        list(pool.map(detector.backend.infer, tensors))
+        return (time.perf_counter() - t0) * 1e3 / len(tensors)
 
 
 def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifiers | None,
@@ -113,13 +128,17 @@ def classifier_latency(images: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
-def runner_peak_rss_mb(folder: Path, data_dir: Path) -> float:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "edge", "run", "-s", f"folder:{folder}",
-                    "--data-dir", str(data_dir), "--sample", "bench-rss"],
-                   check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024  # Linux reports KiB
+def runner_peak_rss_mb(folder: Path, data_dir: Path, profile: Path | None = None) -> float:
+    """Peak RSS of one `hemascope run` process on the folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-s", f"folder:{folder}",
+                             "--data-dir", str(data_dir), "--sample", "bench-rss",
+                             *(["--profile", str(profile)] if profile else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"hemascope run failed with exit code {proc.returncode}")
+    return usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 def main() -> None:
@@ -138,21 +157,32 @@ def main() -> None:
         frames.mkdir()
         for p in paths:
             os.symlink(p.resolve(), frames / p.name)
-        # The RSS child goes first: a child forked later would inherit (and report) the
+        # The RSS children go first: a child forked later would inherit (and report) the
         # memory of the decoded frames this process holds.
         rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
-        detector = Detector(profile.model.detector)
+        one_toml = Path(tmp) / "one-field.toml"
+        one_toml.write_text(PROFILE_TOML.read_text().replace(
+            f"fields_in_flight = {profile.backend.fields_in_flight}", "fields_in_flight = 1"))
+        rss_one = runner_peak_rss_mb(frames, Path(tmp) / "rss-one", one_toml)
+        in_flight = profile.backend.fields_in_flight
+        one = profile.model_copy(deep=True)
+        one.backend.fields_in_flight = 1
+        raw_detector = Detector(profile.model.detector)  # all cores, one frame at a time
+        detector = Detector(profile.model.detector, threads=profile.backend.inference_threads())
         both_on = profile.classifiers.model_copy(update={"wbc": True, "all_subtype": True})
         classifiers = FieldClassifiers(both_on, detector.classes)
         images = [read_image(p) for p in paths]
         tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
-        raw, e2e, stored, det_only, both = [], [], [], [], []
+        raw, raw_many, e2e, stored, e2e_one, det_only, both = [], [], [], [], [], [], []
         for r in range(args.rounds):
-            raw.append(statistics.median(raw_inference(detector, tensors)))
+            raw.append(statistics.median(raw_inference(raw_detector, tensors)))
+            raw_many.append(raw_in_flight(detector, tensors, in_flight))
             detector_only, committed = end_to_end(profile, detector, None, frames,
                                                   Path(tmp) / f"d{r}")
             e2e.append(median_ms(detector_only))
             stored.append(median_ms(committed))
+            e2e_one.append(median_ms(end_to_end(one, raw_detector, None, frames,
+                                                Path(tmp) / f"o{r}")[0]))
             # second stage, on fields with at most 3 white cells (issue 4's condition)
             det_only.append(median_ms(detector_only, max_wbc=3))
             both.append(median_ms(end_to_end(profile, detector, classifiers, frames,
@@ -165,6 +195,8 @@ def main() -> None:
         "model": {"file": detector.model_path.name, "sha256": detector.sha256,
                   "input": list(detector.size)},
         "rounds": args.rounds,
+        "fields_in_flight": in_flight,
+        "detector_threads_per_field": profile.backend.inference_threads(),
         "raw_infer_ms": {"median": statistics.median(raw), "per_round": raw},
         "end_to_end_ms_per_field": {"median": statistics.median(e2e), "per_round": e2e},
         "ratio_end_to_end_over_raw": statistics.median(np.divide(e2e, raw).tolist()),
@@ -172,6 +204,17 @@ def main() -> None:
         "between_stored_fields_ms": {"median": statistics.median(stored), "per_round": stored},
         "ratio_between_stored_fields_over_raw":
             statistics.median(np.divide(stored, raw).tolist()),
+        "raw_ms_per_frame_in_flight": {"median": statistics.median(raw_many),
+                                       "per_round": raw_many},
+        "ratio_end_to_end_over_raw_in_flight":
+            statistics.median(np.divide(e2e, raw_many).tolist()),
+        "one_field_in_flight": {
+            "end_to_end_ms_per_field": {"median": statistics.median(e2e_one),
+                                        "per_round": e2e_one},
+            "ratio_end_to_end_over_raw": statistics.median(np.divide(e2e_one, raw).tolist()),
+            "ratio_per_round": np.divide(e2e_one, raw).round(3).tolist(),
+            "runner_peak_rss_mb": rss_one,
+        },
         "runner_peak_rss_mb": rss,
         "classifiers": {
             "periods_of_fields_with_at_most_3_wbc": few_wbc,
@@ -194,7 +237,14 @@ def main() -> None:
           f"(rounds: {result['ratio_per_round']})")
     print(f"between stored fields       median {result['between_stored_fields_ms']['median']:7.2f}"
           f" ms, ratio {result['ratio_between_stored_fields_over_raw']:.3f}x (on 4 ms ticks)")
-    print(f"runner peak RSS             {rss:7.1f} MB")
+    print(f"raw, {in_flight} frames in flight     median "
+          f"{result['raw_ms_per_frame_in_flight']['median']:7.2f} ms per frame, runner "
+          f"{result['ratio_end_to_end_over_raw_in_flight']:.3f}x that")
+    o = result["one_field_in_flight"]
+    print(f"one field in flight         median {o['end_to_end_ms_per_field']['median']:7.2f} ms, "
+          f"ratio {o['ratio_end_to_end_over_raw']:.3f}x (rounds: {o['ratio_per_round']}), "
+          f"peak RSS {rss_one:.1f} MB")
+    print(f"runner peak RSS             {rss:7.1f} MB ({in_flight} fields in flight)")
     c = result["classifiers"]
     print(f"fields with <= 3 WBC: detector only {c['detector_only_ms_per_field']:.2f} ms, "
           f"with both classifiers {c['with_wbc_and_all_ms_per_field']:.2f} ms, ratio "

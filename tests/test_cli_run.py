@@ -1,5 +1,6 @@
 """The device runner end to end through the real CLI, with the bundled model."""
 
+import itertools
 import json
 import re
 import shutil
@@ -232,7 +233,8 @@ def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_p
     assert sorted(store.field_counts(session["id"])) == sorted(stored) and len(stored) >= 2
 
 
-def test_the_next_field_is_read_between_inferences_never_during_one(tmp_path):
+def test_with_one_field_in_flight_the_next_is_read_between_inferences_never_during_one(
+        tmp_path):
     """On a device whose cores the detector fills, the reader must not run during inference
     (a core taken from the model stalls it): every read falls between two detector runs."""
     import threading
@@ -270,7 +272,62 @@ def test_the_next_field_is_read_between_inferences_never_during_one(tmp_path):
                 assert threading.current_thread() is threading.main_thread()
 
     store = Store.open(tmp_path)
-    sid = Runner(Profile(), store, TimedDetector(BUNDLED_MODEL)).run(TimedSource(), "S-11")
+    profile = Profile()
+    profile.backend.fields_in_flight = 1
+    sid = Runner(profile, store, TimedDetector(BUNDLED_MODEL)).run(TimedSource(), "S-11")
     assert len(store.field_counts(sid)) == 12 and len(runs) == 12
     for r0, r1 in reads:
         assert not any(r0 < d1 and d0 < r1 for d0, d1 in runs), "a read overlapped inference"
+
+
+def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp_path):
+    """With two fields in the detector at once, fields are checked and stored in capture
+    order, exactly as in lock step: unreadable, blank and duplicate fields included (the
+    duplicate check depends on the order). And the two inferences do overlap."""
+    import time
+
+    from edge.config import Profile
+    from edge.detector import Detector
+    from edge.runner import Runner
+    from edge.sources.folder import FolderSource
+    from edge.sources.synthetic import SyntheticSource
+
+    folder = tmp_path / "fields"
+    folder.mkdir()
+    frames = [f.image for f in SyntheticSource(count=9, seed=21).frames()]
+    for i, image in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{i:02d}.png"), image)
+    cv2.imwrite(str(folder / "f03b.png"), frames[3])  # the same field again
+    cv2.imwrite(str(folder / "f05b.png"), np.full_like(frames[0], 200))  # blank: not detected
+    (folder / "f07b.jpg").write_bytes(b"not a jpeg")  # unreadable
+
+    runs: list[tuple[float, float]] = []
+
+    class TimedDetector(Detector):
+        def detect(self, prepared):
+            t0 = time.perf_counter()
+            try:
+                return super().detect(prepared)
+            finally:
+                runs.append((t0, time.perf_counter()))
+
+    stored = {}
+    for in_flight in (1, 2):
+        profile = Profile()
+        profile.backend.fields_in_flight = in_flight
+        detector = TimedDetector(BUNDLED_MODEL, threads=profile.backend.inference_threads())
+        store = Store.open(tmp_path / f"data{in_flight}")
+        sid = Runner(profile, store, detector).run(FolderSource(folder), "S-12")
+        committed = [r[0] for r in store.conn.execute(
+            "SELECT idx FROM fields WHERE session_id = ? ORDER BY id", (sid,))]
+        assert committed == sorted(committed)  # stored in capture order
+        counts = store.field_counts(sid)
+        stored[in_flight] = [(f["idx"], f["origin"], f["status"], f["reason"],
+                              counts.get(f["idx"])) for f in store.fields(sid)]
+    assert stored[2] == stored[1]
+    statuses = [s for _, _, s, _, _ in stored[2]]
+    assert statuses.count("skipped") == 1 and statuses.count("rejected") == 2  # blank, again
+    assert any("duplicate" in (r or "") for _, _, _, r, _ in stored[2])
+    two = runs[len(runs) // 2:]  # the second run's detector calls
+    assert any(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in itertools.pairwise(two)), \
+        "no two inferences overlapped"

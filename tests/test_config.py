@@ -69,3 +69,13 @@ def test_profile_docs_are_generated_from_the_current_model():
     spec.loader.exec_module(gen)
     assert (root / "docs" / "profiles.md").read_text() == gen.render(), (
         "docs/profiles.md is stale: run python scripts/gen_profile_docs.py")
+
+
+def test_two_fields_in_flight_need_onnxruntime(tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text("[backend]\ntype = 'litert'\n")
+    assert load_profile(profile).backend.fields_in_flight == 1
+    assert Profile().backend.fields_in_flight == 2  # onnxruntime
+    profile.write_text("[backend]\ntype = 'litert'\nfields_in_flight = 2\n")
+    with pytest.raises(HemascopeError, match=r"field 'backend'.*set fields_in_flight = 1"):
+        load_profile(profile)

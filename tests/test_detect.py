@@ -92,3 +92,18 @@ def test_letterbox_tensor_refuses_an_image_without_three_channels():
     for shape in ((48, 64), (48, 64, 1), (48, 64, 4)):
         with pytest.raises(ValueError, match="HxWx3"):
             letterbox_tensor(np.zeros(shape, np.uint8), (64, 64))
+
+
+def test_letterbox_into_a_reused_array_overwrites_every_value():
+    """A reused input array must hold only the new field: pads included, whatever the
+    previous field's shape left there."""
+    rng = np.random.default_rng(2)
+    out = np.empty((1, 3, 320, 320), np.float32)
+    letterbox_tensor(rng.integers(0, 256, (100, 320, 3), np.uint8), (320, 320), out=out)
+    image = rng.integers(0, 256, (300, 200, 3), np.uint8)  # pads on other sides than before
+    t, lb = letterbox_tensor(image, (320, 320), out=out)
+    fresh, lb_fresh = letterbox_tensor(image, (320, 320))
+    assert t is out and lb == lb_fresh
+    np.testing.assert_array_equal(out, fresh)
+    with pytest.raises(ValueError, match=r"\(1, 3, 320, 320\) float32"):
+        letterbox_tensor(image, (320, 320), out=np.empty((1, 3, 320, 320), np.float64))
