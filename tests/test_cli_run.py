@@ -180,6 +180,38 @@ def test_a_source_that_dies_keeps_every_field_captured_before(tmp_path):
     assert sorted(store.field_counts(session["id"])) == [0, 1, 2, 3, 4]
 
 
+def test_a_detector_failing_mid_run_keeps_the_fields_before_it_with_two_in_flight(tmp_path):
+    """The detector raises on the 5th field while the 6th is in flight beside it: fields 0-3
+    stay stored, nothing of the 5th or 6th is stored, the session is interrupted and the
+    error reaches the caller."""
+    from edge.config import Profile
+    from edge.detector import Detector
+    from edge.errors import HemascopeError
+    from edge.runner import Runner
+    from edge.sources.synthetic import SyntheticSource
+
+    class FailingDetector(Detector):
+        calls = 0
+
+        def detect(self, prepared):
+            FailingDetector.calls += 1
+            if FailingDetector.calls == 5:
+                raise HemascopeError("the accelerator stopped answering", "reconnect it")
+            return super().detect(prepared)
+
+    profile = Profile()
+    assert profile.backend.fields_in_flight == 2
+    store = Store.open(tmp_path)
+    detector = FailingDetector(BUNDLED_MODEL, threads=profile.backend.inference_threads())
+    with pytest.raises(HemascopeError, match="stopped answering"):
+        Runner(profile, store, detector).run(SyntheticSource(count=10, seed=4), "S-13")
+    session = store.sessions()[0]
+    assert session["status"] == "interrupted"
+    assert [f["idx"] for f in store.fields(session["id"])] == [0, 1, 2, 3]
+    evidence = sorted(p.name for p in (tmp_path / "evidence" / session["id"]).iterdir())
+    assert evidence == [f"{i:05d}.jpg" for i in range(4)]  # no orphan file
+
+
 def test_settle_mode_takes_one_field_per_stop_of_a_recorded_scan(tmp_path):
     from edge.sources.moving_slide import write_moving_slide
 
