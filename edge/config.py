@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edge.errors import HemascopeError
 from edge.qc import QCConfig
@@ -110,30 +110,35 @@ class BackendConfig(_Section):
         "Accelerator for litert: edgetpu runs a *_edgetpu.tflite model on a Coral Edge TPU "
         "(needs libedgetpu.so.1)."))
     threads: int = Field(0, ge=0, description=(
-        "Intra-op threads of each inference (0: the cores shared out among the fields in "
-        "flight)."))
-    fields_in_flight: int | None = Field(None, ge=1, le=8, description=(
+        "Intra-op threads of the detector's session (0: one per core, counting the threads "
+        "that hand it the fields in flight, which share its pool)."))
+    fields_in_flight: int | None = Field(None, ge=1, le=8, validate_default=True, description=(
         "Fields in the detector at once; empty: 2 with onnxruntime, 1 with litert and "
         "tensorrt (their interpreters take one call at a time). 2 keeps the cores busy while "
         "the runner reads, checks and stores fields: on 2 cores a field took about 1.1x the "
         "model's time for one frame, against 1.16x-1.18x with 1 (docs/benchmarks.md), for "
-        "40-50 MB more memory and twice the time each field spends in the detector."))
+        "40-50 MB more memory and twice the time each field spends in the detector. Not yet "
+        "measured on more than 2 cores."))
 
-    @model_validator(mode="after")
-    def _fields_in_flight_for_the_runtime(self) -> BackendConfig:
-        if self.fields_in_flight is None:
-            self.fields_in_flight = 2 if self.type == "onnxruntime" else 1
-        elif self.fields_in_flight > 1 and self.type != "onnxruntime":
-            raise ValueError(f"{self.type} runs one field at a time: set fields_in_flight = 1")
-        return self
+    @field_validator("fields_in_flight")
+    @classmethod
+    def _fields_in_flight_for_the_runtime(cls, value: int | None, info: ValidationInfo) -> int:
+        runtime = info.data.get("type", "onnxruntime")
+        if value is None:
+            return 2 if runtime == "onnxruntime" else 1
+        if value > 1 and runtime != "onnxruntime":
+            raise ValueError(f"{runtime} runs one field at a time: set it to 1")
+        return value
 
     def inference_threads(self) -> int:
-        """Intra-op threads for the detector: `threads`, or else each field in flight gets an
-        equal share of the cores (0: onnxruntime's choice, all cores, for one field)."""
+        """Intra-op threads for the detector's session: `threads`, or else one per core. The
+        fields in flight share the session's pool: each calls it from its own thread, which
+        works too, so the pool gets one worker per core left (0: onnxruntime's choice, all
+        cores, for one field)."""
         in_flight = self.fields_in_flight or 1
         if self.threads or in_flight == 1:
             return self.threads
-        return max(1, len(os.sched_getaffinity(0)) // in_flight)
+        return max(1, len(os.sched_getaffinity(0)) - in_flight + 1)
 
 
 class ThresholdsConfig(_Section):
@@ -212,7 +217,8 @@ def load_profile(path: Path | None) -> Profile:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise HemascopeError(f"profile {path}: field '{where}': {err['msg']}",
+        message = err["msg"].removeprefix("Value error, ")
+        raise HemascopeError(f"profile {path}: field '{where}': {message}",
                              "fix or remove that field (see docs/profiles.md)") from None
     base = path.resolve().parent
     for section, key in (("model", "detector"), ("classifiers", "wbc_model"),

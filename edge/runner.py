@@ -226,17 +226,18 @@ class Runner:
                 while pending and finish_oldest():
                     pass
         finally:
-            requests.put(_END)  # the reader stops after the read in hand, if any
-            if pool is not None:  # fields still in the detector are dropped, never half stored
-                pool.shutdown(wait=False, cancel_futures=True)
             # The writer stores every field finished so far, then stops; the session is never
-            # finished while it still writes, even through a second Ctrl-C (which only stops
-            # the wait for room in the queue: what is queued is stored). An Event, not
+            # finished while it still writes, nor while the detector still works on a field
+            # (which is dropped, never half stored), even through a second Ctrl-C (which only
+            # stops the wait for room in the queue: what is queued is stored). An Event, not
             # Thread.join: a join interrupted by Ctrl-C can report a running thread as ended.
             while True:
                 try:
+                    requests.put(_END)  # the reader stops after the read in hand, if any
                     finished.put(_END)
                     written.wait()
+                    if pool is not None:
+                        pool.shutdown(cancel_futures=True)
                     break
                 except KeyboardInterrupt:
                     stop.set()

@@ -69,9 +69,10 @@ def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifie
                folder: Path, data_dir: Path
                ) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
     """Run the runner on the folder; return the time in ms from each field entering the
-    detector to the next one doing so (its inference, boxes, checks, [classifiers,] evidence,
-    and the next field's letterbox), each with that field's number of white cells; and the
-    time between consecutive stored fields, each with the later field's number.
+    detector to the next one doing so, each with that field's number of white cells (in lock
+    step: its inference, boxes, checks, [classifiers,] evidence and the next field's
+    letterbox; with fields in flight, the pipeline's throughput), and the time between
+    consecutive stored fields, each with the later field's number.
 
     Both are the pipeline's time per field (its stages overlap, and the bounded queues between
     them keep every stage at the pace of the slowest). The first is what the time per field
@@ -161,8 +162,11 @@ def main() -> None:
         # memory of the decoded frames this process holds.
         rss = runner_peak_rss_mb(frames, Path(tmp) / "rss-data")
         one_toml = Path(tmp) / "one-field.toml"
-        one_toml.write_text(PROFILE_TOML.read_text().replace(
+        default_toml = PROFILE_TOML.read_text()
+        one_toml.write_text(default_toml.replace(
             f"fields_in_flight = {profile.backend.fields_in_flight}", "fields_in_flight = 1"))
+        if one_toml.read_text() == default_toml:
+            raise RuntimeError(f"no fields_in_flight line in {PROFILE_TOML}")
         rss_one = runner_peak_rss_mb(frames, Path(tmp) / "rss-one", one_toml)
         in_flight = profile.backend.fields_in_flight
         one = profile.model_copy(deep=True)

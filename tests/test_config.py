@@ -77,5 +77,6 @@ def test_two_fields_in_flight_need_onnxruntime(tmp_path):
     assert load_profile(profile).backend.fields_in_flight == 1
     assert Profile().backend.fields_in_flight == 2  # onnxruntime
     profile.write_text("[backend]\ntype = 'litert'\nfields_in_flight = 2\n")
-    with pytest.raises(HemascopeError, match=r"field 'backend'.*set fields_in_flight = 1"):
+    with pytest.raises(HemascopeError, match=r"field 'backend\.fields_in_flight': litert runs "
+                       r"one field at a time: set it to 1"):
         load_profile(profile)
