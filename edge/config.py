@@ -116,7 +116,7 @@ class BackendConfig(_Section):
         "Fields in the detector at once; empty: 2 with onnxruntime, 1 with litert and "
         "tensorrt (their interpreters take one call at a time). 2 keeps the cores busy while "
         "the runner reads, checks and stores fields: on 2 cores a field took about 1.1x the "
-        "model's time for one frame, against 1.16x-1.18x with 1 (docs/benchmarks.md), for "
+        "model's time for one frame, against 1.16x-1.19x with 1 (docs/benchmarks.md), for "
         "40-50 MB more memory and twice the time each field spends in the detector. Not yet "
         "measured on more than 2 cores."))
 

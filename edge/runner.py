@@ -86,7 +86,7 @@ class Runner:
     `backend.fields_in_flight` = 2 (the default; one intra-op thread each on two cores), the
     reader, the checks and the writer work beside the one field still in the detector, and
     the cores stay busy: on two cores a field took about 1.1x the model's time for one frame
-    against 1.16x-1.18x with one field (docs/benchmarks.md). With 1 the runner works in lock step
+    against 1.16x-1.19x with one field (docs/benchmarks.md). With 1 the runner works in lock step
     with a detector that fills every core: the next field is read, and this one finished,
     between two inferences, never during one (a core taken from the model stalls its
     threads), and the calling thread runs the detector itself.
