@@ -42,10 +42,10 @@ def letterbox_tensor(image: np.ndarray, size: tuple[int, int], pad_value: int = 
     src = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) \
         else image
     top, left = (th - nh) // 2, (tw - nw) // 2
-    tensor = np.empty((1, 3, th, tw), np.float32) if out is None else out
-    if tensor.shape != (1, 3, th, tw) or tensor.dtype != np.float32:
+    if out is not None and (out.shape != (1, 3, th, tw) or out.dtype != np.float32):
         raise ValueError(f"out must be a (1, 3, {th}, {tw}) float32 array, got "
-                         f"{tensor.dtype} {tensor.shape}")
+                         f"{out.dtype} {out.shape}")
+    tensor = np.empty((1, 3, th, tw), np.float32) if out is None else out
     pad = np.float32(pad_value / 255.0)
     tensor[0, :, :top] = pad
     tensor[0, :, top + nh:] = pad

@@ -4,12 +4,15 @@ import itertools
 import json
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from edge.detector import Detector
 from edge.store import Store
 
 from .conftest import BUNDLED_MODEL, ROOT, needs_datasets, run_cli
@@ -24,6 +27,21 @@ def _check_totals(data_dir: Path, report: dict) -> None:
     assert store.totals(sid) == sums == report["totals"]
     assert sum(1 for f in store.fields(sid) if f["status"] == "counted") == \
         report["fields_counted"]
+
+
+class TimedDetector(Detector):
+    """The bundled detector, recording each call's start, end and thread."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.runs: list[tuple[float, float, threading.Thread]] = []
+
+    def detect(self, prepared):
+        t0 = time.perf_counter()
+        try:
+            return super().detect(prepared)
+        finally:
+            self.runs.append((t0, time.perf_counter(), threading.current_thread()))
 
 
 def test_synthetic_run_prints_counts_and_stores_evidence(tmp_path):
@@ -269,16 +287,11 @@ def test_with_one_field_in_flight_the_next_is_read_between_inferences_never_duri
         tmp_path):
     """On a device whose cores the detector fills, the reader must not run during inference
     (a core taken from the model stalls it): every read falls between two detector runs."""
-    import threading
-    import time
-
     from edge.config import Profile
-    from edge.detector import Detector
     from edge.runner import Runner
     from edge.sources.synthetic import SyntheticSource
 
     reads: list[tuple[float, float]] = []
-    runs: list[tuple[float, float]] = []
 
     class TimedSource:
         name = "synthetic:timed"
@@ -294,20 +307,14 @@ def test_with_one_field_in_flight_the_next_is_read_between_inferences_never_duri
                     return
                 yield frame
 
-    class TimedDetector(Detector):
-        def detect(self, prepared):
-            t0 = time.perf_counter()
-            try:
-                return super().detect(prepared)
-            finally:
-                runs.append((t0, time.perf_counter()))
-                assert threading.current_thread() is threading.main_thread()
-
     store = Store.open(tmp_path)
     profile = Profile()
     profile.backend.fields_in_flight = 1
-    sid = Runner(profile, store, TimedDetector(BUNDLED_MODEL)).run(TimedSource(), "S-11")
+    detector = TimedDetector(BUNDLED_MODEL)
+    sid = Runner(profile, store, detector).run(TimedSource(), "S-11")
+    runs = [(d0, d1) for d0, d1, _ in detector.runs]
     assert len(store.field_counts(sid)) == 12 and len(runs) == 12
+    assert all(thread is threading.main_thread() for _, _, thread in detector.runs)
     for r0, r1 in reads:
         assert not any(r0 < d1 and d0 < r1 for d0, d1 in runs), "a read overlapped inference"
 
@@ -316,10 +323,7 @@ def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp
     """With two fields in the detector at once, fields are checked and stored in capture
     order, exactly as in lock step: unreadable, blank and duplicate fields included (the
     duplicate check depends on the order). And the two inferences do overlap."""
-    import time
-
     from edge.config import Profile
-    from edge.detector import Detector
     from edge.runner import Runner
     from edge.sources.folder import FolderSource
     from edge.sources.synthetic import SyntheticSource
@@ -332,16 +336,6 @@ def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp
     cv2.imwrite(str(folder / "f03b.png"), frames[3])  # the same field again
     cv2.imwrite(str(folder / "f05b.png"), np.full_like(frames[0], 200))  # blank: not detected
     (folder / "f07b.jpg").write_bytes(b"not a jpeg")  # unreadable
-
-    runs: list[tuple[float, float]] = []
-
-    class TimedDetector(Detector):
-        def detect(self, prepared):
-            t0 = time.perf_counter()
-            try:
-                return super().detect(prepared)
-            finally:
-                runs.append((t0, time.perf_counter()))
 
     stored = {}
     for in_flight in (1, 2):
@@ -360,6 +354,6 @@ def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp
     statuses = [s for _, _, s, _, _ in stored[2]]
     assert statuses.count("skipped") == 1 and statuses.count("rejected") == 2  # blank, again
     assert any("duplicate" in (r or "") for _, _, _, r, _ in stored[2])
-    two = runs[len(runs) // 2:]  # the second run's detector calls
+    two = [(d0, d1) for d0, d1, _ in detector.runs]  # the two-in-flight run's calls
     assert any(a0 < b1 and b0 < a1 for (a0, a1), (b0, b1) in itertools.pairwise(two)), \
         "no two inferences overlapped"
