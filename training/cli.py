@@ -45,6 +45,10 @@ def train_detect(
     device: Annotated[str, typer.Option(help="'cpu', or a CUDA device index such as '0'.")] = "cpu",
     val_fraction: Annotated[float, typer.Option(
         help="Share of images sent to val for sources without a split of their own.")] = 0.2,
+    label_fixes: Annotated[Path | None, typer.Option(
+        help="JSON of reviewed corrections to training labels, applied when the sets are "
+        "merged and recorded in the manifest (the bundled detector's: "
+        "training/label-fixes/detector-train.json).", exists=True, dir_okay=False)] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
 ) -> None:
@@ -58,12 +62,16 @@ def train_detect(
     if activation and resume:
         raise typer.BadParameter("a resumed run keeps its activation; drop --activation",
                                  param_hint="--activation")
+    if label_fixes and resume:
+        raise typer.BadParameter("a resumed run keeps its merged labels; drop --label-fixes",
+                                 param_hint="--label-fixes")
     require_train_extra()
     from training.train import DetectTrainConfig, train_detector
 
     cfg = DetectTrainConfig(data=data, out=out, model=model, imgsz=imgsz, epochs=epochs,
                             batch=batch, device=device, weights=weights,
-                            val_fraction=val_fraction, activation=activation)
+                            val_fraction=val_fraction, activation=activation,
+                            label_fixes=label_fixes)
     manifest = train_detector(cfg, resume=resume)
     typer.echo(f"trained: {manifest}")
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")

@@ -15,10 +15,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from edge.labels import DETECTOR_CLASSES, canonical_class
+
+if TYPE_CHECKING:
+    from training.label_fixes import LoadedFixes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -142,13 +146,16 @@ class MergeReport:
     duplicates_dropped: dict[str, int]
     splits: dict[str, int]
     data_digest: str
+    label_fixes: dict[str, str | int] | None = None  # path, sha256 and count of fixes applied
 
 
-def merge(sources: list[Path], out: Path, val_fraction: float = 0.2) -> MergeReport:
+def merge(sources: list[Path], out: Path, val_fraction: float = 0.2,
+          fixes: LoadedFixes | None = None) -> MergeReport:
     """Merge detection datasets into one YOLO dataset at `out` (images are symlinked).
 
     The first source that holds an image (by content) provides its labels; later copies
-    are dropped. Returns what was kept and the digest of the merged data.
+    are dropped. Then `fixes` correct training labels (`training/label_fixes.py`). Returns
+    what was kept and the digest of the merged data (labels as written, fixes included).
     """
     seen: dict[str, Sample] = {}
     kept: dict[str, int] = {}
@@ -160,13 +167,17 @@ def merge(sources: list[Path], out: Path, val_fraction: float = 0.2) -> MergeRep
                 continue
             seen[sample.sha256] = sample
             kept[sample.source] = kept.get(sample.source, 0) + 1
+    for sha, sample in seen.items():
+        sample.split = sample.split or hash_split(sha, val_fraction)
+    applied = None if fixes is None else {"path": str(fixes.path), "sha256": fixes.sha256,
+                                          "applied": fixes.apply(seen)}
     digest = hashlib.sha256()
     splits = {"train": 0, "val": 0}
     for split in splits:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     for sha, sample in sorted(seen.items()):
-        split = sample.split or hash_split(sha, val_fraction)
+        split = sample.split
         splits[split] += 1
         name = f"{sha[:16]}{sample.image.suffix.lower()}"
         link = out / "images" / split / name
@@ -177,7 +188,7 @@ def merge(sources: list[Path], out: Path, val_fraction: float = 0.2) -> MergeRep
         label_file = out / "labels" / split / f"{sha[:16]}.txt"
         label_file.write_text(label_text + "\n" if label_text else "")
         digest.update(f"{sha} {split}\n{label_text}\n".encode())
-    report = MergeReport(kept, dropped, splits, digest.hexdigest())
+    report = MergeReport(kept, dropped, splits, digest.hexdigest(), applied)
     (out / "data.yaml").write_text(
         yaml.safe_dump({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
                         "names": dict(enumerate(DETECTOR_CLASSES))}, sort_keys=False)

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import HemascopeError
-from training.datasets import merge
+from training.datasets import DatasetError, merge
+from training.label_fixes import load_label_fixes
 from training.offline import configure_offline
 from training.provenance import Segments
 
@@ -25,6 +26,7 @@ class DetectTrainConfig:
     weights: Path | None = None  # warm start from a previous checkpoint
     activation: str | None = None  # e.g. "relu": replaces the yaml's activation (SiLU)
     val_fraction: float = 0.2
+    label_fixes: Path | None = None  # reviewed corrections to training labels (JSON)
     seed: int = 0
 
 
@@ -86,9 +88,15 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         model.train(resume=True)
         merge_info = json.loads((data_dir / "merge.json").read_text())
     else:
-        report = merge(cfg.data, data_dir, cfg.val_fraction)
+        try:
+            fixes = load_label_fixes(cfg.label_fixes) if cfg.label_fixes else None
+            report = merge(cfg.data, data_dir, cfg.val_fraction, fixes)
+        except DatasetError as exc:
+            raise HemascopeError(str(exc), "correct the dataset folder or the label fix it "
+                                 "names") from None
         merge_info = {"data_digest": report.data_digest, "splits": report.splits,
                       "kept": report.kept, "duplicates_dropped": report.duplicates_dropped,
+                      "label_fixes": report.label_fixes,
                       "sources": [str(p) for p in cfg.data]}
         architecture = model_yaml(cfg.model, cfg.weights, cfg.activation, cfg.out)
         # A new activation keeps the checkpoint's weights (same shapes) but not its graph.

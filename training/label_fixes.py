@@ -1,0 +1,125 @@
+"""Corrections to training labels, reviewed by eye and kept in a JSON file beside the code.
+
+A fix names an image by its content hash (the merged set's file name), a box in pixels
+(x1, y1, x2, y2) and what to do with it:
+
+- `remove`: drop the labelled box of `class` that the box matches (IoU >= 0.9);
+- `relabel`: give that box the class `to`;
+- `add`: label the box as `class`.
+
+Fixes are for training images only: the val split is measured against its labels as
+published. A fix that names no merged image, lands in val or matches no labelled box is an
+error, so a file written for one version of the data cannot quietly do nothing on another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.labels import DETECTOR_CLASSES
+from training.datasets import Box, DatasetError, Sample
+
+MATCH_IOU = 0.9
+
+
+class LabelFix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=16, description="content sha256 of the image (a prefix)")
+    action: Literal["remove", "relabel", "add"]
+    cls: Literal[DETECTOR_CLASSES] = Field(alias="class")  # type: ignore[valid-type]
+    to: Literal[DETECTOR_CLASSES] | None = None  # type: ignore[valid-type]
+    box: tuple[float, float, float, float]
+    finding: str = Field(min_length=1, description="what the reviewer saw")
+
+
+class LabelFixFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    about: str
+    fixes: list[LabelFix]
+
+
+@dataclass(frozen=True)
+class LoadedFixes:
+    path: Path
+    sha256: str
+    fixes: list[LabelFix]
+
+    def apply(self, samples: dict[str, Sample]) -> int:
+        """Apply the fixes to merged samples (keyed by content sha256, split assigned) in
+        place; returns how many were applied."""
+        sizes: dict[str, tuple[int, int]] = {}
+        for n, fix in enumerate(self.fixes):
+            where = f"{self.path}: fixes.{n} ({fix.image})"
+            sha = _image(samples, fix, where)
+            if sha not in sizes:
+                sizes[sha] = _size(samples[sha].image)
+            _apply(samples[sha], fix, *sizes[sha], where=where)
+        return len(self.fixes)
+
+
+def load_label_fixes(path: Path) -> LoadedFixes:
+    """Read and check a label-fix file; a malformed one raises DatasetError naming the entry."""
+    raw = path.read_bytes()
+    try:
+        parsed = LabelFixFile.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise DatasetError(f"{path}: {where}: {err['msg']}") from None
+    for n, fix in enumerate(parsed.fixes):
+        if (fix.action == "relabel") != (fix.to is not None):
+            raise DatasetError(f"{path}: fixes.{n}: 'to' is required by relabel and only there")
+    return LoadedFixes(path, hashlib.sha256(raw).hexdigest(), parsed.fixes)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _image(samples: dict[str, Sample], fix: LabelFix, where: str) -> str:
+    shas = [sha for sha in samples if sha.startswith(fix.image)]
+    if len(shas) != 1:
+        raise DatasetError(f"{where}: no merged image has this content hash" if not shas
+                           else f"{where}: the hash prefix is ambiguous")
+    if samples[shas[0]].split == "val":
+        raise DatasetError(f"{where}: the image is in val; val labels are not corrected")
+    return shas[0]
+
+
+def _size(path: Path) -> tuple[int, int]:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DatasetError(f"cannot read {path}: a label fix needs the image's size")
+    return image.shape[1], image.shape[0]
+
+
+def _apply(sample: Sample, fix: LabelFix, width: int, height: int, where: str) -> None:
+    cls = DETECTOR_CLASSES.index(fix.cls)
+    if fix.action == "add":
+        x1, y1, x2, y2 = fix.box
+        sample.boxes.append(Box(cls, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                                (x2 - x1) / width, (y2 - y1) / height))
+        return
+    matches = [i for i, b in enumerate(sample.boxes) if b.class_id == cls and _iou(
+        ((b.cx - b.w / 2) * width, (b.cy - b.h / 2) * height,
+         (b.cx + b.w / 2) * width, (b.cy + b.h / 2) * height), fix.box) >= MATCH_IOU]
+    if not matches:
+        raise DatasetError(f"{where}: no {fix.cls} box matches {list(fix.box)}")
+    if fix.action == "remove":
+        del sample.boxes[matches[0]]
+    else:
+        old = sample.boxes[matches[0]]
+        sample.boxes[matches[0]] = Box(DETECTOR_CLASSES.index(fix.to), old.cx, old.cy,
+                                       old.w, old.h)
