@@ -34,13 +34,17 @@ AUDIT = ROOT / "docs" / "models" / "detector-val-wbc-audit.json"
 WBC = 0
 
 
-def corrected_truths(data: Path, names: list[str], truths: list[Detections],
-                     audit: dict[str, Any], certain_only: bool) -> list[Detections]:
-    """The truths with the audit's corrections applied, each checked against the label file."""
+def check_data(data: Path, audit: dict[str, Any]) -> None:
+    """Refuse a merged set other than the one the audit was made on."""
     merge = json.loads((data / "merge.json").read_text())
     if merge["data_digest"] != audit["data_digest"]:
         raise SystemExit(f"error: {data} is not the set the audit was made on (data digest "
                          f"{merge['data_digest'][:12]}, audit {audit['data_digest'][:12]})")
+
+
+def corrected_truths(data: Path, names: list[str], truths: list[Detections],
+                     audit: dict[str, Any], certain_only: bool) -> list[Detections]:
+    """The truths with the audit's corrections applied, each checked against the label file."""
     by_stem = {Path(n).stem: t for n, t in zip(names, truths, strict=True)}
     keep = {stem: np.ones(len(t), bool) for stem, t in by_stem.items()}
     added: dict[str, list[list[float]]] = {stem: [] for stem in by_stem}
@@ -88,6 +92,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write results here")
     args = ap.parse_args()
     audit = json.loads(args.audit.read_text())
+    check_data(args.data, audit)
     split = audit["split"]
     names = sorted(p.name for p in (args.data / "images" / split).iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES)  # the order of predict_split

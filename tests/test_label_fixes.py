@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -76,8 +77,9 @@ def test_fixes_relabel_remove_and_add_and_change_the_digest(tmp_path, dataset):
 @pytest.mark.parametrize(("fix", "message"), [
     ({"image": "f" * 16}, "no merged image has this content hash"),
     ({"image": "{v0}"}, "the image is in val; val labels are not corrected"),
-    ({"box": [0, 0, 30, 30]}, "no WBC box matches [0.0, 0.0, 30.0, 30.0]"),
-    ({"class": "RBC"}, "no RBC box matches"),
+    ({"box": [0, 0, 30, 30]}, "no WBC boxes match [0.0, 0.0, 30.0, 30.0]"),
+    ({"class": "RBC"}, "no RBC boxes match"),
+    ({"box": [140, 40, 160, 260]}, "lies outside the 200x100 image"),
 ])
 def test_a_fix_that_does_not_apply_is_an_error_naming_it(tmp_path, dataset, fix, message):
     root, sha = dataset
@@ -96,11 +98,12 @@ def test_a_fix_that_does_not_apply_is_an_error_naming_it(tmp_path, dataset, fix,
     ({"action": "remove", "class": "Monocyte"}, "fixes.0.class"),
     ({"action": "move"}, "fixes.0.action"),
     ({"action": "remove", "finding": ""}, "fixes.0.finding"),
+    ({"action": "add", "box": [5, 0, 1, 1]}, "fixes.0.box"),
 ])
 def test_a_malformed_fix_file_is_refused_naming_the_entry(tmp_path, entry, message):
     base = {"image": "a" * 16, "class": "WBC", "box": [0, 0, 1, 1], "finding": "x"}
     fixes = fix_file(tmp_path / "fixes.json", {**base, **entry})
-    with pytest.raises(DatasetError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(DatasetError, match=re.escape(message)):
         load_label_fixes(fixes)
 
 
@@ -108,3 +111,14 @@ def test_the_bundled_fix_file_is_well_formed():
     fixes = load_label_fixes(Path(__file__).parents[1] / "training" / "label-fixes"
                              / "detector-train.json")
     assert len(fixes.fixes) == len({(f.image, tuple(f.box)) for f in fixes.fixes}) > 0
+
+
+def test_a_fix_matching_two_boxes_is_refused_as_ambiguous(tmp_path, dataset):
+    root, sha = dataset
+    label = root / "labels" / "train" / "t1.txt"
+    label.write_text(label.read_text() * 2)  # the same red cell labelled twice
+    fixes = fix_file(tmp_path / "fixes.json",
+                     {"image": sha["t1"][:16], "action": "remove", "class": "RBC",
+                      "box": [90.5, 40.5, 110.5, 60.5], "finding": "x"})  # IoU 0.91
+    with pytest.raises(DatasetError, match=r"2 RBC boxes match .* \(ambiguous\)"):
+        merge([root], tmp_path / "out", 0.0, load_label_fixes(fixes))

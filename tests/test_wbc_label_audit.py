@@ -80,6 +80,7 @@ def test_a_correction_that_does_not_match_the_labels_is_refused(merged, change, 
 
 def test_another_data_set_is_refused(merged):
     script = load_script()
+    script.check_data(merged, audit(REMOVE))  # the set it was made on
     (merged / "merge.json").write_text(json.dumps({"data_digest": "other"}))
     with pytest.raises(SystemExit, match="is not the set the audit was made on"):
-        script.corrected_truths(merged, ["a.jpg", "b.jpg"], truths(merged), audit(REMOVE), False)
+        script.check_data(merged, audit(REMOVE))

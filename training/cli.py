@@ -65,13 +65,22 @@ def train_detect(
     if label_fixes and resume:
         raise typer.BadParameter("a resumed run keeps its merged labels; drop --label-fixes",
                                  param_hint="--label-fixes")
+    fixes = None
+    if label_fixes:
+        from training.datasets import DatasetError
+        from training.label_fixes import load_label_fixes
+
+        try:
+            fixes = load_label_fixes(label_fixes)
+        except DatasetError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--label-fixes") from None
     require_train_extra()
     from training.train import DetectTrainConfig, train_detector
 
     cfg = DetectTrainConfig(data=data, out=out, model=model, imgsz=imgsz, epochs=epochs,
                             batch=batch, device=device, weights=weights,
                             val_fraction=val_fraction, activation=activation,
-                            label_fixes=label_fixes)
+                            label_fixes=fixes)
     manifest = train_detector(cfg, resume=resume)
     typer.echo(f"trained: {manifest}")
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import cv2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.labels import DETECTOR_CLASSES
 from training.datasets import Box, DatasetError, Sample
@@ -37,6 +37,13 @@ class LabelFix(BaseModel):
     to: Literal[DETECTOR_CLASSES] | None = None  # type: ignore[valid-type]
     box: tuple[float, float, float, float]
     finding: str = Field(min_length=1, description="what the reviewer saw")
+
+    @field_validator("box")
+    @classmethod
+    def _ordered(cls, box: tuple[float, float, float, float]) -> tuple[float, ...]:
+        if not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+            raise ValueError("a box is x1, y1, x2, y2 with 0 <= x1 < x2 and 0 <= y1 < y2")
+        return box
 
 
 class LabelFixFile(BaseModel):
@@ -60,7 +67,7 @@ class LoadedFixes:
             where = f"{self.path}: fixes.{n} ({fix.image})"
             sha = _image(samples, fix, where)
             if sha not in sizes:
-                sizes[sha] = _size(samples[sha].image)
+                sizes[sha] = _size(samples[sha].image, where)
             _apply(samples[sha], fix, *sizes[sha], where=where)
         return len(self.fixes)
 
@@ -72,7 +79,7 @@ def load_label_fixes(path: Path) -> LoadedFixes:
         parsed = LabelFixFile.model_validate_json(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(str(p) for p in err["loc"]) or "file"
         raise DatasetError(f"{path}: {where}: {err['msg']}") from None
     for n, fix in enumerate(parsed.fixes):
         if (fix.action == "relabel") != (fix.to is not None):
@@ -98,15 +105,17 @@ def _image(samples: dict[str, Sample], fix: LabelFix, where: str) -> str:
     return shas[0]
 
 
-def _size(path: Path) -> tuple[int, int]:
+def _size(path: Path, where: str) -> tuple[int, int]:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise DatasetError(f"cannot read {path}: a label fix needs the image's size")
+        raise DatasetError(f"{where}: cannot read {path}: a label fix needs the image's size")
     return image.shape[1], image.shape[0]
 
 
 def _apply(sample: Sample, fix: LabelFix, width: int, height: int, where: str) -> None:
     cls = DETECTOR_CLASSES.index(fix.cls)
+    if fix.box[2] > width or fix.box[3] > height:
+        raise DatasetError(f"{where}: box {list(fix.box)} lies outside the {width}x{height} image")
     if fix.action == "add":
         x1, y1, x2, y2 = fix.box
         sample.boxes.append(Box(cls, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
@@ -115,8 +124,9 @@ def _apply(sample: Sample, fix: LabelFix, width: int, height: int, where: str) -
     matches = [i for i, b in enumerate(sample.boxes) if b.class_id == cls and _iou(
         ((b.cx - b.w / 2) * width, (b.cy - b.h / 2) * height,
          (b.cx + b.w / 2) * width, (b.cy + b.h / 2) * height), fix.box) >= MATCH_IOU]
-    if not matches:
-        raise DatasetError(f"{where}: no {fix.cls} box matches {list(fix.box)}")
+    if len(matches) != 1:
+        raise DatasetError(f"{where}: {'no' if not matches else len(matches)} {fix.cls} boxes "
+                           f"match {list(fix.box)}" + (" (ambiguous)" if matches else ""))
     if fix.action == "remove":
         del sample.boxes[matches[0]]
     else:

@@ -9,7 +9,7 @@ from typing import Any
 
 from edge.errors import HemascopeError
 from training.datasets import DatasetError, merge
-from training.label_fixes import load_label_fixes
+from training.label_fixes import LoadedFixes
 from training.offline import configure_offline
 from training.provenance import Segments
 
@@ -26,7 +26,7 @@ class DetectTrainConfig:
     weights: Path | None = None  # warm start from a previous checkpoint
     activation: str | None = None  # e.g. "relu": replaces the yaml's activation (SiLU)
     val_fraction: float = 0.2
-    label_fixes: Path | None = None  # reviewed corrections to training labels (JSON)
+    label_fixes: LoadedFixes | None = None  # reviewed corrections to training labels
     seed: int = 0
 
 
@@ -89,8 +89,7 @@ def train_detector(cfg: DetectTrainConfig, resume: bool = False) -> Path:
         merge_info = json.loads((data_dir / "merge.json").read_text())
     else:
         try:
-            fixes = load_label_fixes(cfg.label_fixes) if cfg.label_fixes else None
-            report = merge(cfg.data, data_dir, cfg.val_fraction, fixes)
+            report = merge(cfg.data, data_dir, cfg.val_fraction, cfg.label_fixes)
         except DatasetError as exc:
             raise HemascopeError(str(exc), "correct the dataset folder or the label fix it "
                                  "names") from None
