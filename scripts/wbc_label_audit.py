@@ -42,8 +42,8 @@ def check_data(data: Path, audit: dict[str, Any]) -> None:
                          f"{merge['data_digest'][:12]}, audit {audit['data_digest'][:12]})")
 
 
-def corrected_truths(data: Path, names: list[str], truths: list[Detections],
-                     audit: dict[str, Any], certain_only: bool) -> list[Detections]:
+def corrected_truths(names: list[str], truths: list[Detections], audit: dict[str, Any],
+                     certain_only: bool) -> list[Detections]:
     """The truths with the audit's corrections applied, each checked against the label file."""
     by_stem = {Path(n).stem: t for n, t in zip(names, truths, strict=True)}
     keep = {stem: np.ones(len(t), bool) for stem, t in by_stem.items()}
@@ -101,19 +101,20 @@ def main() -> None:
                               "audit": {"file": args.audit.name, "sha256": hashlib.sha256(
                                   args.audit.read_bytes()).hexdigest()}, "models": {}}
     variants = {"certain": True, "all": False}  # name -> only the certain corrections
-    truths: list[Detections] = []
+    fixed: dict[str, list[Detections]] = {}  # variant -> corrected truths (the same per model)
     for model in models:
         preds, truths, classes = predict_split(model, args.data, split)
+        if not fixed:
+            fixed = {name: corrected_truths(names, truths, audit, certain_only)
+                     for name, certain_only in variants.items()}
         manifest = load_verified(model)
         threshold = manifest.thresholds.confidence
         figures = {"labels_as_they_are": wbc_figures(preds, truths, classes, threshold)}
-        for name, certain_only in variants.items():
-            fixed = corrected_truths(args.data, names, truths, audit, certain_only)
-            figures[f"labels_corrected_{name}"] = wbc_figures(preds, fixed, classes, threshold)
+        for name, corrected in fixed.items():
+            figures[f"labels_corrected_{name}"] = wbc_figures(preds, corrected, classes, threshold)
         result["models"][str(model)] = {"sha256": manifest.sha256,
                                         "operating_threshold": threshold, **figures}
-    for name, certain_only in variants.items():
-        real = corrected_truths(args.data, names, truths, audit, certain_only)
+    for name, real in fixed.items():
         result[f"flawless_detector_{name}"] = wbc_figures(real, truths, classes, 0.5)
     print(json.dumps(result, indent=2))
     if args.json:

@@ -49,18 +49,18 @@ ADD = {"image": "a", "action": "add", "box": [0, 0, 10, 10], "certain": False}
 def test_corrections_remove_the_named_line_and_add_boxes(merged):
     script = load_script()
     names, found = ["a.jpg", "b.jpg"], truths(merged)
-    fixed = script.corrected_truths(merged, names, found, audit(REMOVE, ADD), certain_only=False)
+    fixed = script.corrected_truths(names, found, audit(REMOVE, ADD), certain_only=False)
     assert [len(t) for t in fixed] == [2, 2]
     assert fixed[1].class_id.tolist() == [0, 1]  # the border "white cell" is gone
     assert fixed[0].xyxy[1].tolist() == [0, 0, 10, 10] and fixed[0].class_id[1] == 0
-    only_certain = script.corrected_truths(merged, names, found, audit(REMOVE, ADD), True)
+    only_certain = script.corrected_truths(names, found, audit(REMOVE, ADD), True)
     assert [len(t) for t in only_certain] == [1, 2]
 
 
 def test_a_flawless_detector_on_uncorrected_labels_is_capped_by_the_false_label(merged):
     script = load_script()
     names, found = ["a.jpg", "b.jpg"], truths(merged)
-    real = script.corrected_truths(merged, names, found, audit(REMOVE), certain_only=True)
+    real = script.corrected_truths(names, found, audit(REMOVE), certain_only=True)
     figures = script.wbc_figures(real, found, CLASSES, 0.5)
     assert figures["exact_share"] == 0.5 and figures["miscounted_fields"] == 1
     assert figures["AP50"] == pytest.approx(67 / 101)  # recall stops at 2 of 3
@@ -74,7 +74,7 @@ def test_a_flawless_detector_on_uncorrected_labels_is_capped_by_the_false_label(
 def test_a_correction_that_does_not_match_the_labels_is_refused(merged, change, message):
     script = load_script()
     with pytest.raises(SystemExit, match=message):
-        script.corrected_truths(merged, ["a.jpg", "b.jpg"], truths(merged),
+        script.corrected_truths(["a.jpg", "b.jpg"], truths(merged),
                                 audit({**REMOVE, **change}), certain_only=False)
 
 

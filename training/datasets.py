@@ -41,6 +41,18 @@ class Box:
     w: float
     h: float
 
+    @classmethod
+    def from_xyxy(cls, class_id: int, x1: float, y1: float, x2: float, y2: float,
+                  width: float, height: float) -> Box:
+        """A box given in pixels of a width x height image."""
+        return cls(class_id, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                   (x2 - x1) / width, (y2 - y1) / height)
+
+    def xyxy(self, width: float, height: float) -> tuple[float, float, float, float]:
+        """The box in pixels of a width x height image."""
+        return ((self.cx - self.w / 2) * width, (self.cy - self.h / 2) * height,
+                (self.cx + self.w / 2) * width, (self.cy + self.h / 2) * height)
+
     def yolo_line(self) -> str:
         return f"{self.class_id} {self.cx:.6f} {self.cy:.6f} {self.w:.6f} {self.h:.6f}"
 
@@ -120,10 +132,7 @@ def read_voc(root: Path) -> Iterator[Sample]:
             y1, y2 = max(0.0, min(y1, y2)), min(height, max(y1, y2))
             if x2 - x1 < 1 or y2 - y1 < 1:
                 continue
-            boxes.append(
-                Box(cid, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
-                    (x2 - x1) / width, (y2 - y1) / height)
-            )
+            boxes.append(Box.from_xyxy(cid, x1, y1, x2, y2, width, height))
         yield Sample(image, boxes, root.name, None)
 
 

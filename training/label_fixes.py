@@ -15,15 +15,17 @@ error, so a file written for one version of the data cannot quietly do nothing o
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.labels import DETECTOR_CLASSES
 from training.datasets import Box, DatasetError, Sample
+from training.metrics import box_iou
 
 MATCH_IOU = 0.9
 
@@ -87,14 +89,6 @@ def load_label_fixes(path: Path) -> LoadedFixes:
     return LoadedFixes(path, hashlib.sha256(raw).hexdigest(), parsed.fixes)
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _image(samples: dict[str, Sample], fix: LabelFix, where: str) -> str:
     shas = [sha for sha in samples if sha.startswith(fix.image)]
     if len(shas) != 1:
@@ -117,19 +111,16 @@ def _apply(sample: Sample, fix: LabelFix, width: int, height: int, where: str) -
     if fix.box[2] > width or fix.box[3] > height:
         raise DatasetError(f"{where}: box {list(fix.box)} lies outside the {width}x{height} image")
     if fix.action == "add":
-        x1, y1, x2, y2 = fix.box
-        sample.boxes.append(Box(cls, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
-                                (x2 - x1) / width, (y2 - y1) / height))
+        sample.boxes.append(Box.from_xyxy(cls, *fix.box, width, height))
         return
-    matches = [i for i, b in enumerate(sample.boxes) if b.class_id == cls and _iou(
-        ((b.cx - b.w / 2) * width, (b.cy - b.h / 2) * height,
-         (b.cx + b.w / 2) * width, (b.cy + b.h / 2) * height), fix.box) >= MATCH_IOU]
+    labelled = np.array([b.xyxy(width, height) for b in sample.boxes]).reshape(-1, 4)
+    ious = box_iou(labelled, np.array([fix.box]))[:, 0]
+    matches = [i for i, b in enumerate(sample.boxes) if b.class_id == cls and ious[i] >= MATCH_IOU]
     if len(matches) != 1:
         raise DatasetError(f"{where}: {'no' if not matches else len(matches)} {fix.cls} boxes "
                            f"match {list(fix.box)}" + (" (ambiguous)" if matches else ""))
     if fix.action == "remove":
         del sample.boxes[matches[0]]
     else:
-        old = sample.boxes[matches[0]]
-        sample.boxes[matches[0]] = Box(DETECTOR_CLASSES.index(fix.to), old.cx, old.cy,
-                                       old.w, old.h)
+        sample.boxes[matches[0]] = replace(sample.boxes[matches[0]],
+                                           class_id=DETECTOR_CLASSES.index(fix.to))
