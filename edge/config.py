@@ -14,14 +14,13 @@ from typing import Literal
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from edge.errors import HemascopeError
-from edge.qc import QCConfig
-from edge.settle import SettleConfig
+from edge.core.errors import HemascopeError
 
 MODELS_DIR = Path(__file__).parent / "models"
 BUNDLED_DETECTOR = MODELS_DIR / "detector.onnx"
 BUNDLED_WBC_CLASSIFIER = MODELS_DIR / "wbc-differential.onnx"
 BUNDLED_ALL_CLASSIFIER = MODELS_DIR / "all-subtype.onnx"
+QC_WORK_SIDE = 240  # short side (px) of the image the quality scores are computed on
 
 
 class _Section(BaseModel):
@@ -67,6 +66,61 @@ class PiCameraConfig(_Section):
     lens_position: float | None = Field(None, ge=0, description=(
         "Fixed lens position (dioptres) for cameras with a motorised lens; focus is the "
         "microscope stage, so autofocus stays off. Empty: leave the lens alone."))
+
+
+class SettleConfig(_Section):
+    """When a hand-moved stage counts as settled (the `[capture]` profile section)."""
+
+    motion_threshold: float = Field(1.0, gt=0, description=(
+        "Mean absolute difference between two frames, in percent of the local brightness "
+        "(frames shrunk to `downscale_width`, smooth illumination removed), above which the "
+        "stage is moving. Checked frame to frame and against the first frame of the still run, "
+        "so slow pans are caught too. On a 640x480 smear, sensor noise of sd 2 grey levels "
+        "gives about 0.3 and a 3 px shift about 1.2."))
+    still_frames: int = Field(8, ge=2, description=(
+        "Consecutive still frames after which a stop is settled and its field taken "
+        "(8: 0.53 s at 15 fps, 0.27 s at 30 fps)."))
+    downscale_width: int = Field(80, ge=32, le=640, description=(
+        "Width in pixels frames are shrunk to before comparing; smaller averages away more "
+        "sensor noise and costs less CPU."))
+    min_shift: float = Field(0.1, gt=0, le=1, description=(
+        "Share of the field width the view must have moved since the last field taken for a "
+        "settled stop to be taken; below it the stop is the same field and is not taken again."))
+
+
+class QCConfig(_Section):
+    """Field quality thresholds (profile section `[qc]`); defaults calibrated in docs/qc.md."""
+
+    enabled: bool = Field(True, description="Run field quality control; off: every field counts.")
+    min_focus: float = Field(1.7, ge=0, description=(
+        "Lowest focus score: standard deviation of the Laplacian of the grey field (scaled to "
+        f"{QC_WORK_SIDE} px on its short side) in percent of its mean brightness."))
+    max_highlights: float = Field(0.14, ge=0, le=1, description=(
+        "Highest share of clipped bright pixels (grey >= 250): over-exposure."))
+    max_shadows: float = Field(0.083, ge=0, le=1, description=(
+        "Highest share of crushed dark pixels (grey <= 5): lamp off, closed diaphragm, "
+        "vignetting. A camera that shows the round field stop needs more, or a crop."))
+    min_brightness: float = Field(83, ge=0, le=255, description=(
+        "Lowest background level: 95th percentile of the grey field (0-255), which is the "
+        "glass and plasma between the cells in a smear. Below it: under-exposed or lamp off."))
+    min_contrast: float = Field(3.3, ge=0, description=(
+        "Lowest contrast: standard deviation of grey in percent of its mean. Below it: a blank "
+        "or uniform frame (no smear)."))
+    min_saturation: float = Field(6.5, ge=0, le=255, description=(
+        "Lowest mean colour saturation (HSV S, 0-255): an unstained or washed-out field."))
+    max_saturation: float = Field(200, ge=0, le=255, description=(
+        "Highest mean colour saturation (HSV S, 0-255): a colour cast or a corrupted frame."))
+    min_cells: int = Field(3, ge=0, description=(
+        "Fewest detected cells (all classes) in a usable field: fewer is an empty field."))
+    max_cells: int = Field(64, ge=1, description=(
+        "Most detected cells in a usable field: more is a thick, overcrowded area. Depends "
+        "on the magnification: raise it for a wider field of view."))
+    max_overlap: float = Field(0.79, ge=0, le=1, description=(
+        "Highest share of the box-covered area covered by two or more boxes: cells piled up "
+        "in a thick area of the smear."))
+    duplicate_distance: int = Field(74, ge=0, le=255, description=(
+        "Largest Hamming distance (of 255 bits) between the fingerprints of two fields for the "
+        "second to be a re-capture of the first."))
 
 
 class ModelConfig(_Section):

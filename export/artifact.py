@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge.errors import HemascopeError
-from edge.manifest import (
+from edge.core.errors import HemascopeError
+from edge.inference.manifest import (
     ModelManifest,
     Runtime,
     load_verified,

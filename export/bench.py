@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detector import Detector
-from edge.manifest import load_verified
-from edge.sources.folder import IMAGE_SUFFIXES, read_image
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.inference.detector import Detector
+from edge.inference.manifest import load_verified
 
 RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert", "tflite_runtime"),
                    "tensorrt": ("tensorrt",)}
@@ -51,7 +51,7 @@ def peak_rss_mb(model: Path, threads: int) -> float:
     VmHWM, not getrusage: a child's ru_maxrss starts at its parent's RSS at fork time.
     """
     code = ("import sys, numpy as np; from pathlib import Path; "
-            "from edge.detector import Detector; "
+            "from edge.inference.detector import Detector; "
             f"d = Detector(Path(sys.argv[1]), sys.argv[2], {threads}, allow_failed_gate=True); "
             "x = np.random.default_rng(0).random(d.backend.input_shape, dtype=np.float32); "
             "[d.backend.infer(x) for _ in range(20)]; "

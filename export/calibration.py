@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detect import letterbox_tensor
-from edge.sources.folder import IMAGE_SUFFIXES, read_image
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.inference.yolo import letterbox_tensor
 
 RECOMMENDED_IMAGES = 300
 

@@ -1,7 +1,7 @@
 """ONNX (fp32) export of a `hemascope train classify` checkpoint, with its manifest.
 
-The graph takes 1x3xSxS RGB in [0, 1] (INTER_AREA-resized, as `edge.classifier` prepares it)
-and returns class probabilities."""
+The graph takes 1x3xSxS RGB in [0, 1] (INTER_AREA-resized, as `edge.inference.classifier`
+prepares it) and returns class probabilities."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from edge.manifest import ModelInput, ModelManifest, sha256_file, write_manifest
+from edge.inference.manifest import ModelInput, ModelManifest, sha256_file, write_manifest
 from export.onnx import training_manifest
 from training.classify_model import SmallNet
 from training.classify_train import CHECKPOINT_FORMAT

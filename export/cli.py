@@ -59,7 +59,7 @@ def _exported(out: Path, sha256: str) -> None:
 
 
 def _calibration(folder: Path, reference: Path, images: int):
-    from edge.manifest import load_verified
+    from edge.inference.manifest import load_verified
     from export.calibration import calibration_images
 
     m = load_verified(reference)
@@ -245,7 +245,7 @@ def bench_command(
     from rich.console import Console
     from rich.table import Table
 
-    from edge.manifest import load_verified
+    from edge.inference.manifest import load_verified
     from export.bench import bench, installed, write_json
 
     usable = [m for m in models if installed(load_verified(m).runtime)]

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.errors import HemascopeError
-from edge.manifest import ModelManifest, load_verified, manifest_path, sha256_file, write_manifest
+from edge.core.errors import HemascopeError
+from edge.inference.manifest import (
+    ModelManifest,
+    load_verified,
+    manifest_path,
+    sha256_file,
+    write_manifest,
+)
 
 
 def compiled_name(model: Path) -> Path:

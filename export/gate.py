@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import HemascopeError
-from edge.manifest import GateResult, load_verified, write_manifest
-from edge.sources.folder import IMAGE_SUFFIXES
+from edge.capture.folder import IMAGE_SUFFIXES
+from edge.core.errors import HemascopeError
+from edge.inference.manifest import GateResult, load_verified, write_manifest
 from export.calibration import content_digest
 
 # measure(model, data, split, backend, delegate) -> metric value

@@ -2,7 +2,7 @@
 TensorFlow, no download), and their int8 quantization with ai-edge-quantizer on real frames.
 
 Ultralytics writes box coordinates normalized to the input size (so int8 keeps score
-resolution); `edge.backends.litert` scales them back to input pixels.
+resolution); `edge.inference.backends.litert` scales them back to input pixels.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from edge.errors import HemascopeError
-from edge.manifest import ModelManifest, load_verified, sha256_file
+from edge.core.errors import HemascopeError
+from edge.inference.manifest import ModelManifest, load_verified, sha256_file
 from export.artifact import derive_manifest
 from export.calibration import Calibration
 from training.offline import configure_offline

@@ -7,7 +7,13 @@ import shutil
 import time
 from pathlib import Path
 
-from edge.manifest import ModelInput, ModelManifest, ModelThresholds, sha256_file, write_manifest
+from edge.inference.manifest import (
+    ModelInput,
+    ModelManifest,
+    ModelThresholds,
+    sha256_file,
+    write_manifest,
+)
 from training.offline import configure_offline
 from training.provenance import command_line
 

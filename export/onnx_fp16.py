@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 
-from edge.manifest import ModelManifest, load_verified
+from edge.inference.manifest import ModelManifest, load_verified
 from export.artifact import derive_manifest
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge.manifest import ModelManifest, load_verified
+from edge.inference.manifest import ModelManifest, load_verified
 from export.artifact import derive_manifest
 from export.calibration import Calibration
 

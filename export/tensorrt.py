@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.tensorrt import import_tensorrt
-from edge.errors import HemascopeError
-from edge.manifest import ModelManifest, load_verified
+from edge.core.errors import HemascopeError
+from edge.inference.backends.tensorrt import import_tensorrt
+from edge.inference.manifest import ModelManifest, load_verified
 from export.artifact import derive_manifest
 from export.calibration import Calibration
 

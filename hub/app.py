@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge import __version__
-from edge.sync import TOKEN_RE
+from edge.sync.client import TOKEN_RE
 from hub.db import Device, HubDB
 from hub.payloads import Rejected, parse_batch, validate
 

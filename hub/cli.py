@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
 from hub.db import HubDB
 
 app = typer.Typer(help="hemascope hub: receives session payloads from devices, exactly once.",
@@ -64,7 +64,7 @@ def add_device(
         "--replace", help="Issue a new token to an enrolled (or revoked) device.")] = False,
 ) -> None:
     """Enrol a device: print its token once (only a hash is stored)."""
-    from edge.sync import TOKEN_RE
+    from edge.sync.client import TOKEN_RE
 
     token = f"{device_id}.{secrets.token_urlsafe(32)}"
     if not TOKEN_RE.match(token):
@@ -92,7 +92,7 @@ def import_bundle(
     ] = True,
 ) -> None:
     """Verify a USB bundle and store its payloads; importing it again stores nothing."""
-    from edge.bundle import read_bundle, receipt_path, write_receipt
+    from edge.sync.bundle import read_bundle, receipt_path, write_receipt
     from hub.payloads import Rejected, validate
 
     hub = _db(db)

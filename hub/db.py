@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.errors import HemascopeError
-from edge.sync import bundle_key
+from edge.core.errors import HemascopeError
+from edge.sync.client import bundle_key
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

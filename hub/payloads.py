@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge.outbox import PAYLOAD_SCHEMA, canonical_json
+from edge.storage.outbox import PAYLOAD_SCHEMA, canonical_json
 from hub.db import Incoming
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

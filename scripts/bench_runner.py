@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from edge.capture.folder import IMAGE_SUFFIXES, FolderSource, read_image
 from edge.config import Profile
-from edge.detect import letterbox_tensor
-from edge.detector import Detector, Prepared, Timed
-from edge.field_classifiers import FieldClassifiers
-from edge.runner import Runner
-from edge.sources.folder import IMAGE_SUFFIXES, FolderSource, read_image
-from edge.store import Store
+from edge.inference.detector import Detector, Prepared, Timed
+from edge.inference.yolo import letterbox_tensor
+from edge.pipeline.runner import Runner
+from edge.pipeline.second_stage import FieldClassifiers
+from edge.storage.store import Store
 
 PROFILE_TOML = Path(__file__).parents[1] / "firmware_config/profiles/workstation-dev.toml"
 
@@ -112,8 +112,8 @@ def median_ms(fields: list[tuple[float, int]], max_wbc: int | None = None) -> fl
 
 def classifier_latency(images: list[np.ndarray]) -> dict[str, float]:
     """Median ms per WBC crop and per ALL field, model call and preprocessing included."""
-    from edge.classifier import Classifier
     from edge.config import BUNDLED_ALL_CLASSIFIER, BUNDLED_WBC_CLASSIFIER
+    from edge.inference.classifier import Classifier
 
     out = {}
     for name, path, crop in (("wbc_ms_per_crop", BUNDLED_WBC_CLASSIFIER, True),

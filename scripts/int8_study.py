@@ -21,8 +21,8 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from edge.detect import letterbox_tensor
-from edge.sources.folder import read_image
+from edge.capture.folder import read_image
+from edge.inference.yolo import letterbox_tensor
 from export.artifact import derive_manifest
 from export.calibration import calibration_images
 from export.gate import GateFailed, run_gate

@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.detector import Detector
-from edge.qc import (
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.inference.detector import Detector
+from edge.pipeline.qc import (
     CELL_RULES,
     IMAGE_RULES,
     QCConfig,
@@ -36,7 +37,6 @@ from edge.qc import (
     image_scores,
     judge,
 )
-from edge.sources.folder import IMAGE_SUFFIXES, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = {

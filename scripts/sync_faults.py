@@ -1,6 +1,6 @@
 """Fault-injection run: every session reaches the hub exactly once, through a hostile network.
 
-Creates N finished sessions (and amended second versions of some) through edge.store.Store,
+Creates N finished sessions (and amended second versions of some) through edge.storage.store.Store,
 enrols the device at a real hub process (SQLite, or a throwaway PostgreSQL server), then runs
 the real `hemascope sync` through scripts/faultproxy.py (requests dropped, delayed, reset,
 duplicated; answers lost or cut) while the hub is SIGKILLed and restarted at random moments

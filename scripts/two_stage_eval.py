@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.capture.folder import read_image
 from edge.config import ClassifiersConfig, Profile
-from edge.detector import Detector
-from edge.field_classifiers import FieldClassifiers
-from edge.sources.folder import read_image
+from edge.inference.detector import Detector
+from edge.pipeline.second_stage import FieldClassifiers
 from training.classify_data import read_class_folders
 from training.classify_metrics import classification_report
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.capture.folder import IMAGE_SUFFIXES
 from edge.config import BUNDLED_DETECTOR
-from edge.detections import Detections
-from edge.manifest import load_verified
-from edge.sources.folder import IMAGE_SUFFIXES
+from edge.core.detections import Detections
+from edge.inference.manifest import load_verified
 from training.evaluate import predict_split
 from training.metrics import box_iou, count_errors, detection_metrics
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detections import Detections
-from edge.store import FieldRecord, Store
+from edge.core.detections import Detections
+from edge.storage.store import FieldRecord, Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SESSION_ID = "0123456789abcdef0123456789abcdef"

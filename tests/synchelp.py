@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.detections import Detections
-from edge.outbox import Outbox, enqueue
-from edge.store import FieldRecord, Store
-from edge.sync import write_token
+from edge.core.detections import Detections
+from edge.storage.outbox import Outbox, enqueue
+from edge.storage.store import FieldRecord, Store
+from edge.sync.client import write_token
 from tests.pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from edge.backends import load_backend
-from edge.detections import Detections
-from edge.detector import Detector
-from edge.errors import HemascopeError
-from edge.manifest import load_verified
-from edge.sources.folder import read_image
+from edge.capture.folder import read_image
+from edge.core.detections import Detections
+from edge.core.errors import HemascopeError
+from edge.inference.backends import load_backend
+from edge.inference.detector import Detector
+from edge.inference.manifest import load_verified
 from training.metrics import box_iou
 
 from .conftest import BUNDLED_MODEL, ROOT
@@ -80,8 +80,8 @@ def test_tensorrt_off_jetson_is_one_line_naming_the_device():
 def test_missing_litert_runtime_names_the_extra():
     """With neither ai-edge-litert nor tflite-runtime importable, the error says what to do."""
     code = ("import sys\nsys.modules['ai_edge_litert'] = sys.modules['tflite_runtime'] = None\n"
-            "from pathlib import Path\nfrom edge.backends import load_backend\n"
-            "from edge.errors import HemascopeError\n"
+            "from pathlib import Path\nfrom edge.inference.backends import load_backend\n"
+            "from edge.core.errors import HemascopeError\n"
             "try:\n    load_backend('litert', Path('m.tflite'))\n"
             "except HemascopeError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

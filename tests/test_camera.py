@@ -7,14 +7,14 @@ cv2.VideoCapture (synthetic frames; it can be "unplugged") stands in for the dev
 import numpy as np
 import pytest
 
+from edge.capture.camera import CameraSource
+from edge.capture.sources import LimitedSource
+from edge.capture.synthetic import render_field
 from edge.config import CameraConfig, Profile
-from edge.detector import Detector
-from edge.errors import HemascopeError
-from edge.runner import Runner
-from edge.sources import LimitedSource
-from edge.sources.camera import CameraSource
-from edge.sources.synthetic import render_field
-from edge.store import Store
+from edge.core.errors import HemascopeError
+from edge.inference.detector import Detector
+from edge.pipeline.runner import Runner
+from edge.storage.store import Store
 
 from .conftest import BUNDLED_MODEL
 

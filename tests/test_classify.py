@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.classifier import Classifier, gray_world, resize_rgb
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
+from edge.inference.classifier import Classifier, gray_world, resize_rgb
 
 from .conftest import (
     BUNDLED_MODEL,
@@ -298,7 +298,7 @@ def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(
 
 
 def test_detector_refuses_a_classifier(tiny_classifier):
-    from edge.detector import Detector
+    from edge.inference.detector import Detector
 
     with pytest.raises(HemascopeError, match="not a detector"):
         Detector(tiny_classifier)

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detector import Detector
-from edge.store import Store
+from edge.inference.detector import Detector
+from edge.storage.store import Store
 
 from .conftest import BUNDLED_MODEL, ROOT, needs_datasets, run_cli
 
@@ -143,7 +143,7 @@ def test_disk_space_guard_keeps_stored_fields(tmp_path):
 def test_device_commands_import_no_workstation_code(tmp_path, command):
     probe = (
         "import sys\n"
-        "from edge.cli import main\n"
+        "from edge.cli.main import main\n"
         f"sys.argv = ['hemascope', *{command!r}, '--data-dir', {str(tmp_path)!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -176,11 +176,11 @@ def test_bccd_folder_totals_match(tmp_path):
 
 def test_a_source_that_dies_keeps_every_field_captured_before(tmp_path):
     """Camera unplugged mid-session: earlier fields stored, session interrupted, error raised."""
+    from edge.capture.synthetic import SyntheticSource
     from edge.config import Profile
-    from edge.detector import Detector
-    from edge.errors import HemascopeError
-    from edge.runner import Runner
-    from edge.sources.synthetic import SyntheticSource
+    from edge.core.errors import HemascopeError
+    from edge.inference.detector import Detector
+    from edge.pipeline.runner import Runner
 
     class DyingCamera:
         name = "camera:test"
@@ -202,11 +202,11 @@ def test_a_detector_failing_mid_run_keeps_the_fields_before_it_with_two_in_fligh
     """The detector raises on the 5th field while the 6th is in flight beside it: fields 0-3
     stay stored, nothing of the 5th or 6th is stored, the session is interrupted and the
     error reaches the caller."""
+    from edge.capture.synthetic import SyntheticSource
     from edge.config import Profile
-    from edge.detector import Detector
-    from edge.errors import HemascopeError
-    from edge.runner import Runner
-    from edge.sources.synthetic import SyntheticSource
+    from edge.core.errors import HemascopeError
+    from edge.inference.detector import Detector
+    from edge.pipeline.runner import Runner
 
     class FailingDetector(Detector):
         calls = 0
@@ -231,7 +231,7 @@ def test_a_detector_failing_mid_run_keeps_the_fields_before_it_with_two_in_fligh
 
 
 def test_settle_mode_takes_one_field_per_stop_of_a_recorded_scan(tmp_path):
-    from edge.sources.moving_slide import write_moving_slide
+    from edge.capture.moving_slide import write_moving_slide
 
     video = tmp_path / "scan.avi"
     stops = write_moving_slide(video, stops=5, seed=11)
@@ -252,10 +252,10 @@ def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_p
     import threading
     import time
 
+    from edge.capture.synthetic import SyntheticSource
     from edge.config import Profile
-    from edge.detector import Detector
-    from edge.runner import Runner
-    from edge.sources.synthetic import SyntheticSource
+    from edge.inference.detector import Detector
+    from edge.pipeline.runner import Runner
 
     stored: list[int] = []
 
@@ -287,9 +287,9 @@ def test_with_one_field_in_flight_the_next_is_read_between_inferences_never_duri
         tmp_path):
     """On a device whose cores the detector fills, the reader must not run during inference
     (a core taken from the model stalls it): every read falls between two detector runs."""
+    from edge.capture.synthetic import SyntheticSource
     from edge.config import Profile
-    from edge.runner import Runner
-    from edge.sources.synthetic import SyntheticSource
+    from edge.pipeline.runner import Runner
 
     reads: list[tuple[float, float]] = []
 
@@ -323,10 +323,10 @@ def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp
     """With two fields in the detector at once, fields are checked and stored in capture
     order, exactly as in lock step: unreadable, blank and duplicate fields included (the
     duplicate check depends on the order). And the two inferences do overlap."""
+    from edge.capture.folder import FolderSource
+    from edge.capture.synthetic import SyntheticSource
     from edge.config import Profile
-    from edge.runner import Runner
-    from edge.sources.folder import FolderSource
-    from edge.sources.synthetic import SyntheticSource
+    from edge.pipeline.runner import Runner
 
     folder = tmp_path / "fields"
     folder.mkdir()

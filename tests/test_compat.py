@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-from edge.store import FieldRecord, Store
+from edge.storage.store import FieldRecord, Store
 from hub.payloads import validate
 from tests.golden import FIXTURES, SESSION_ID, golden_body, make_golden_session
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import Profile, load_profile
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
 
 PROFILES = Path(__file__).resolve().parents[1] / "firmware_config" / "profiles"
 

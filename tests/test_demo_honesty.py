@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from edge.capture.synthetic import SyntheticSource
 from edge.config import MODELS_DIR
-from edge.detector import Detector
-from edge.sources.synthetic import SyntheticSource
+from edge.inference.detector import Detector
 
 from .conftest import BUNDLED_MODEL
 

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detect import Letterbox, decode_yolo, letterbox_tensor, nms
+from edge.inference.yolo import Letterbox, decode_yolo, letterbox_tensor, nms
 
 
 def test_letterbox_tensor_keeps_aspect_centres_and_pads():

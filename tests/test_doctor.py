@@ -1,9 +1,9 @@
 import shutil
 from datetime import UTC, datetime
 
+from edge.cli.doctor import FAIL, OK, check_clock, check_database, run_checks
 from edge.config import Profile
-from edge.doctor import FAIL, OK, check_clock, check_database, run_checks
-from edge.store import Store
+from edge.storage.store import Store
 
 from .conftest import BUNDLED_MODEL, run_cli
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edge.config import load_profile
-from edge.detector import Detector
-from edge.errors import HemascopeError
-from edge.manifest import load_verified, sha256_file
+from edge.core.errors import HemascopeError
+from edge.inference.detector import Detector
+from edge.inference.manifest import load_verified, sha256_file
 from export.artifact import derive_manifest
 from export.calibration import calibration_images
 from export.onnx_int8 import export_onnx_int8

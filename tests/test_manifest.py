@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from edge.detector import Detector
-from edge.errors import HemascopeError
-from edge.manifest import load_verified
+from edge.core.errors import HemascopeError
+from edge.inference.detector import Detector
+from edge.inference.manifest import load_verified
 
 from .conftest import BUNDLED_MODEL
 
@@ -34,7 +34,7 @@ def test_a_changed_byte_is_refused(model_copy):
 def test_corrupt_model_with_matching_digest_fails_to_load_cleanly(model_copy):
     model_copy.write_bytes(b"garbage" * 100)
     meta = json.loads(model_copy.with_suffix(".json").read_text())
-    from edge.manifest import sha256_file
+    from edge.inference.manifest import sha256_file
 
     meta["sha256"] = sha256_file(model_copy)
     model_copy.with_suffix(".json").write_text(json.dumps(meta))

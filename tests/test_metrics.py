@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.detections import Detections
+from edge.core.detections import Detections
 from training.metrics import (
     average_precision,
     box_iou,

@@ -11,11 +11,11 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from edge.capture.sources import LimitedSource, open_source
+from edge.capture.synthetic import render_field
 from edge.config import CameraConfig, PiCameraConfig, Profile
-from edge.errors import HemascopeError
-from edge.frame import Frame
-from edge.sources import LimitedSource, open_source
-from edge.sources.synthetic import render_field
+from edge.core.errors import HemascopeError
+from edge.core.frame import Frame
 
 
 class FakePicamera2:

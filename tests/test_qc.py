@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.detections import Detections
-from edge.qc import (
+from edge.capture.folder import read_image
+from edge.core.detections import Detections
+from edge.pipeline.qc import (
     DuplicateGuard,
     QCConfig,
     assess_cells,
@@ -18,7 +19,6 @@ from edge.qc import (
     hamming,
     image_scores,
 )
-from edge.sources.folder import read_image
 from tests.conftest import needs_datasets
 
 CFG = QCConfig()

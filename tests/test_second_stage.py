@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detections import Detections
-from edge.field_classifiers import rbc_diameter, square_crop
-from edge.store import _V3_COLUMNS, FieldRecord, Store
+from edge.core.detections import Detections
+from edge.pipeline.second_stage import rbc_diameter, square_crop
+from edge.storage.store import _V3_COLUMNS, FieldRecord, Store
 
 from .conftest import run_cli
 
@@ -153,7 +153,7 @@ def test_a_database_from_a_newer_hemascope_is_refused_untouched(tmp_path):
     conn.execute("PRAGMA user_version=9")
     conn.commit()
     conn.close()
-    from edge.errors import HemascopeError
+    from edge.core.errors import HemascopeError
 
     with pytest.raises(HemascopeError, match="newer hemascope"):
         Store.open(tmp_path)
@@ -163,7 +163,7 @@ def test_a_database_from_a_newer_hemascope_is_refused_untouched(tmp_path):
 
 def test_the_ruler_falls_back_to_the_session_then_resets_for_a_new_slide():
     from edge.config import ClassifiersConfig
-    from edge.field_classifiers import FieldClassifiers
+    from edge.pipeline.second_stage import FieldClassifiers
 
     fc = FieldClassifiers(ClassifiersConfig(wbc=True), ["WBC", "RBC", "Platelets"])
     three = Detections.from_arrays([[10, 10, 40, 40], [50, 50, 80, 80], [90, 90, 120, 120]],

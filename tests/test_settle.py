@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.frame import Frame, Unreadable
-from edge.settle import SettleConfig, SettleDetector, SettledSource
-from edge.sources.moving_slide import REST_PX, film, glide, smear_canvas, write_moving_slide
-from edge.sources.synthetic import render_field
-from edge.sources.video import VideoSource
+from edge.capture.moving_slide import REST_PX, film, glide, smear_canvas, write_moving_slide
+from edge.capture.settle import SettleConfig, SettleDetector, SettledSource
+from edge.capture.synthetic import render_field
+from edge.capture.video import VideoSource
+from edge.core.frame import Frame, Unreadable
 
 STILL = SettleConfig().still_frames
 

@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.capture.sources import open_source
 from edge.config import Profile
-from edge.errors import HemascopeError
-from edge.frame import Frame, Unreadable
-from edge.sources import open_source
+from edge.core.errors import HemascopeError
+from edge.core.frame import Frame, Unreadable
 
 
 def _jpeg(path: Path, value: int = 128) -> bytes:

@@ -3,9 +3,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge.detections import Detections
-from edge.errors import HemascopeError
-from edge.store import FieldRecord, Store
+from edge.core.detections import Detections
+from edge.core.errors import HemascopeError
+from edge.storage.store import FieldRecord, Store
 
 CLASSES = ["WBC", "RBC", "Platelets"]
 

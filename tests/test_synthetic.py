@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.detections import Detections
-from edge.frame import Frame
-from edge.sources.synthetic import PLATELET, RBC, WBC, SyntheticSource, render_field
+from edge.capture.synthetic import PLATELET, RBC, WBC, SyntheticSource, render_field
+from edge.core.detections import Detections
+from edge.core.frame import Frame
 
 N_FIELDS = 50
 

@@ -1,12 +1,12 @@
 import pytest
 
-from edge import telemetry
+from edge.capture.synthetic import SyntheticSource
 from edge.config import Profile
-from edge.detector import Detector
-from edge.report import session_summary
-from edge.runner import Runner
-from edge.sources.synthetic import SyntheticSource
-from edge.store import Store
+from edge.inference.detector import Detector
+from edge.pipeline import telemetry
+from edge.pipeline.runner import Runner
+from edge.report.summary import session_summary
+from edge.storage.store import Store
 
 from .conftest import BUNDLED_MODEL
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import resize_rgb
-from edge.sources.folder import read_image
+from edge.capture.folder import read_image
+from edge.inference.classifier import resize_rgb
 from training.datasets import IMAGE_SUFFIXES, DatasetError, file_sha256
 
 
@@ -89,7 +89,7 @@ def class_weights(counts: list[int]) -> np.ndarray:
 
 
 def load_pixels(items: list[LabelledImage], size: int) -> np.ndarray:
-    """(N, size, size, 3) RGB uint8, preprocessed exactly as `edge.classifier` does."""
+    """(N, size, size, 3) RGB uint8, preprocessed exactly as `edge.inference.classifier` does."""
     out = np.empty((len(items), size, size, 3), np.uint8)
     for i, it in enumerate(items):
         out[i] = resize_rgb(read_image(it.path), size)

@@ -1,5 +1,5 @@
-"""Evaluate an exported classifier through `edge.classifier`, on the split of a class-folder
-dataset that training used, as is and under stain changes:
+"""Evaluate an exported classifier through `edge.inference.classifier`, on the split of a
+class-folder dataset that training used, as is and under stain changes:
 
 (a) as is; (b) gray-world normalised; (c) hue +-10 degrees x saturation +-30 % (the four
 corners; the worst one is the headline figure); (d) seen by a 3x coarser camera.
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.classifier import Classifier, gray_world
-from edge.manifest import ModelManifest, manifest_path
+from edge.inference.classifier import Classifier, gray_world
+from edge.inference.manifest import ModelManifest, manifest_path
 from training.augment import coarsen, shift_hue_saturation
 from training.classify_data import load_pixels, read_class_folders
 from training.classify_metrics import classification_report

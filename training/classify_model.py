@@ -1,7 +1,8 @@
 """A small CNN for 8-class cell crops and 4-class fields, sized for 2 CPU cores.
 
-Input: Nx3xSxS RGB in [0, 1] (as `edge.classifier` prepares it); output: class probabilities
-when built with `probabilities=True` (the exported graph), logits otherwise (training).
+Input: Nx3xSxS RGB in [0, 1] (as `edge.inference.classifier` prepares it); output: class
+probabilities when built with `probabilities=True` (the exported graph), logits otherwise
+(training).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
 from training.augment import geometric_jitter, resolution_jitter, stain_jitter
 from training.classify_data import class_weights, load_pixels, read_class_folders
 from training.classify_metrics import classification_report

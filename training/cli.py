@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
 
 train_app = typer.Typer(
     help="Train models on a workstation (needs: pip install 'hemascope[train]').",
@@ -175,7 +175,7 @@ def eval_command(
     """
     import json
 
-    from edge.manifest import load_verified
+    from edge.inference.manifest import load_verified
 
     if load_verified(model).task == "classify":
         if set_threshold:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from edge.labels import DETECTOR_CLASSES, canonical_class
+from edge.core.labels import DETECTOR_CLASSES, canonical_class
 
 if TYPE_CHECKING:
     from training.label_fixes import LoadedFixes

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.detections import Detections
-from edge.detector import Detector
-from edge.manifest import ModelManifest, load_verified, manifest_path
-from edge.sources.folder import IMAGE_SUFFIXES, read_image
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.core.detections import Detections
+from edge.inference.detector import Detector
+from edge.inference.manifest import ModelManifest, load_verified, manifest_path
 from training.metrics import choose_threshold, count_errors, detection_metrics
 
 EVAL_CONFIDENCE = 0.001  # keep low-score boxes so the precision-recall curve is complete

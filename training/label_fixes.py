@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edge.labels import DETECTOR_CLASSES
+from edge.core.labels import DETECTOR_CLASSES
 from training.datasets import Box, DatasetError, Sample
 from training.metrics import box_iou
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.detections import Detections
+from edge.core.detections import Detections
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 

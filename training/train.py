@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import HemascopeError
+from edge.core.errors import HemascopeError
 from training.datasets import DatasetError, merge
 from training.label_fixes import LoadedFixes
 from training.offline import configure_offline

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.bundle import read_bundle
-from edge.errors import HemascopeError
-from edge.sync import bundle_key
+from edge.core.errors import HemascopeError
+from edge.sync.bundle import read_bundle
+from edge.sync.client import bundle_key
 from tests.conftest import run_cli
 from tests.synchelp import device_profile, device_rows, hub_cli, make_sessions
 

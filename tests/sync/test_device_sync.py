@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from edge.errors import HemascopeError
-from edge.sync import backoff_delay, endpoint, read_token, write_token
+from edge.core.errors import HemascopeError
+from edge.sync.client import backoff_delay, endpoint, read_token, write_token
 from tests.conftest import ROOT, run_cli
 from tests.pgserver import free_port
 from tests.synchelp import Hub, device_profile, device_rows, make_sessions
@@ -115,7 +115,7 @@ def test_sync_over_https_needs_the_hub_ca(tmp_path):
 
 
 def test_device_sync_code_uses_only_the_standard_library_and_never_the_hub():
-    for module in ("outbox", "sync", "bundle"):
+    for module in ("storage/outbox", "sync/client", "sync/bundle"):
         tree = ast.parse((ROOT / "edge" / f"{module}.py").read_text())
         roots = {alias.name.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.Import) for alias in node.names}
@@ -123,7 +123,8 @@ def test_device_sync_code_uses_only_the_standard_library_and_never_the_hub():
                   if isinstance(node, ast.ImportFrom) and node.module}
         assert roots <= set(sys.stdlib_module_names) | {"edge"}, (module, roots)
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, edge.cli, edge.sync, edge.bundle, edge.outbox; "
+        [sys.executable, "-c", "import sys, edge.cli.main, edge.sync.client, edge.sync.bundle, "
+         "edge.storage.outbox; "
          "print(sorted({m.split('.')[0] for m in sys.modules}))"],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
     for heavy in ("hub", "fastapi", "starlette", "uvicorn", "psycopg"):

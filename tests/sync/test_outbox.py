@@ -8,9 +8,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge.detections import Detections
-from edge.outbox import Outbox, canonical_json, enqueue
-from edge.store import FieldRecord, Store
+from edge.core.detections import Detections
+from edge.storage.outbox import Outbox, canonical_json, enqueue
+from edge.storage.store import FieldRecord, Store
 from hub.payloads import Rejected, validate
 from tests.synchelp import CLASSES, MODEL_SHA, amend, device_rows, make_sessions
 

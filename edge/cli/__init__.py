@@ -1,0 +1,1 @@
+"""The `hemascope` command (typer): the only room that prints."""

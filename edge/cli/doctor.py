@@ -1,0 +1,160 @@
+"""`hemascope doctor`: is this device ready to count? Each check says what it found and the fix."""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.config import Profile, load_profile
+from edge.core.errors import HemascopeError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)  # a Pi without RTC boots in 1970
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def check_profile(path: Path | None) -> tuple[Check, Profile | None]:
+    try:
+        profile = load_profile(path)
+    except HemascopeError as exc:
+        return Check("profile", FAIL, exc.problem, exc.fix), None
+    return Check("profile", OK, f"{path or 'built-in workstation-dev'} is valid"), profile
+
+
+def check_model(profile: Profile) -> Check:
+    from edge.inference.detector import Detector
+
+    try:
+        detector = Detector(profile.model.detector, profile.backend.type, 1,
+                            expected_size=profile.model.input_size,
+                            delegate=profile.backend.delegate)
+    except HemascopeError as exc:
+        return Check("model", FAIL, exc.problem, exc.fix)
+    m = detector.manifest
+    return Check("model", OK, f"{profile.model.detector.name} sha256 {m.sha256[:12]} matches its "
+                 f"manifest; {m.input.width}x{m.input.height}, classes {', '.join(m.classes)}")
+
+
+def check_classifiers(profile: Profile) -> Check:
+    from edge.pipeline.second_stage import FieldClassifiers
+
+    try:
+        enabled = FieldClassifiers(profile.classifiers, ["WBC", "RBC", "Platelets"]).models()
+    except HemascopeError as exc:
+        return Check("classifiers", FAIL, exc.problem, exc.fix)
+    if not enabled:
+        return Check("classifiers", OK, "off (classifiers.wbc and classifiers.all_subtype)")
+    return Check("classifiers", OK, "; ".join(f"{m['role']}: {m['file']} sha256 "
+                                             f"{str(m['sha256'])[:12]} matches its manifest"
+                                             for m in enabled))
+
+
+def check_backend(profile: Profile) -> Check:
+    import onnxruntime
+
+    providers = ", ".join(p.removesuffix("ExecutionProvider")
+                          for p in onnxruntime.get_available_providers())
+    return Check("backend", OK, f"{profile.backend.type} {onnxruntime.__version__} ({providers})")
+
+
+def check_edgetpu() -> Check:
+    """Informational: an Edge TPU runtime and a LiteRT interpreter, for Coral profiles."""
+    lib = ctypes.util.find_library("edgetpu")
+    litert = any(importlib.util.find_spec(m) for m in ("ai_edge_litert", "tflite_runtime"))
+    if lib and litert:
+        return Check("edge tpu", OK, f"libedgetpu ({lib}) and a LiteRT interpreter found")
+    return Check("edge tpu", OK, "no Edge TPU runtime (not needed by this profile's backend)")
+
+
+def check_camera(profile: Profile) -> Check:
+    spec = profile.source.default
+    scheme, _, arg = spec.partition(":")
+    if scheme not in ("camera", "picamera"):
+        return Check("camera", OK, f"no camera used: the profile's source is {spec!r}")
+    if scheme == "picamera":
+        if importlib.util.find_spec("picamera2") is None:
+            return Check("camera", FAIL, "picamera2 is not installed",
+                         "sudo apt install python3-picamera2 (Raspberry Pi OS)")
+        return Check("camera", OK, "picamera2 installed (capture tested by `hemascope run`)")
+    from edge.capture.camera import open_opencv
+
+    cap = open_opencv(int(arg or 0))
+    try:
+        ok = cap.isOpened() and cap.read()[0]
+    finally:
+        cap.release()
+    if not ok:
+        return Check("camera", FAIL, f"camera {arg} not found or gives no frames",
+                     "connect the microscope camera and check `ls /dev/video*`")
+    return Check("camera", OK, f"camera {arg} delivers frames")
+
+
+def check_disk(profile: Profile) -> Check:
+    data_dir = profile.storage.data_dir
+    probe = data_dir if data_dir.exists() else next(p for p in data_dir.parents if p.exists())
+    free_mb = shutil.disk_usage(probe).free / 2**20
+    need = profile.storage.min_free_mb
+    if free_mb < need:
+        return Check("disk", FAIL, f"{free_mb:.0f} MB free in {probe}, {need} MB needed",
+                     "free space, or sync and archive old sessions")
+    return Check("disk", OK, f"{free_mb:.0f} MB free in {probe} (minimum {need} MB)")
+
+
+def check_database(profile: Profile) -> Check:
+    db = profile.storage.data_dir / "hemascope.db"
+    if not db.exists():
+        return Check("database", OK, f"no database yet ({db} is created by the first run)")
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        sessions = conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+        conn.close()
+    except sqlite3.DatabaseError as exc:
+        return Check("database", FAIL, f"{db}: {exc}",
+                     "copy the data dir aside and restore the database from the last sync")
+    if result != "ok":
+        return Check("database", FAIL, f"integrity check: {result}",
+                     "copy the data dir aside and restore the database from the last sync")
+    return Check("database", OK, f"{db} passes the integrity check ({sessions} sessions)")
+
+
+def check_clock(profile: Profile, now: datetime | None = None) -> Check:
+    now = now or datetime.now(UTC)
+    if now < EARLIEST_PLAUSIBLE:
+        return Check("clock", FAIL, f"system time is {now:%Y-%m-%d}",
+                     "set the date (`sudo date -s ...`) or fit an RTC; timestamps would be wrong")
+    db = profile.storage.data_dir / "hemascope.db"
+    if db.exists():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            newest = conn.execute("SELECT MAX(started_at) FROM sessions").fetchone()[0]
+            conn.close()
+        except sqlite3.DatabaseError:
+            newest = None
+        if newest and datetime.fromisoformat(newest) > now:
+            return Check("clock", FAIL, f"system time {now:%Y-%m-%d %H:%M} is before the newest "
+                         f"session ({newest[:16]})", "set the correct date and time")
+    return Check("clock", OK, f"{now:%Y-%m-%d %H:%M} UTC")
+
+
+def run_checks(profile_path: Path | None) -> list[Check]:
+    first, profile = check_profile(profile_path)
+    if profile is None:
+        return [first]
+    checks: list[Callable[[Profile], Check]] = [
+        check_model, check_classifiers, check_backend, lambda _: check_edgetpu(), check_camera,
+        check_disk, check_database, check_clock]
+    return [first, *(check(profile) for check in checks)]

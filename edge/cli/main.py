@@ -1,0 +1,293 @@
+"""The `hemascope` command. The only module that prints."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edge.cli.options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
+from edge.cli.sync import bundle_app, sync_app
+from edge.core.errors import HemascopeError
+
+app = typer.Typer(
+    help="hemascope: count and classify blood cells on a microscope, offline.\n\n"
+    "Start with `hemascope run` (bundled model, synthetic fields), then "
+    "`hemascope sessions` and `hemascope report SESSION`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(sync_app, name="sync")
+app.add_typer(bundle_app, name="bundle")
+
+def _print_counts(header: str, summary: dict[str, Any],
+                  truth: dict[str, int] | None = None) -> None:
+    """The per-class count table of a session, under a one-line header.
+
+    `truth` (synthetic fields only) adds the renderer's exact counts, so a demo shows how
+    far the model is from the truth.
+    """
+    out.print(header, highlight=False)
+    table = Table()
+    table.add_column("class")
+    table.add_column("total", justify="right")
+    table.add_column("per field", justify="right")
+    if truth is not None:
+        table.add_column("true total (synthetic)", justify="right")
+    for c in summary["classes"]:
+        mean = summary["mean_per_field"].get(c)
+        row = [c, str(summary["totals"].get(c, 0)), "-" if mean is None else f"{mean:.2f}"]
+        table.add_row(*row, *([str(truth.get(c, 0))] if truth is not None else []))
+    table.caption = (f"{summary['fields_counted']} fields counted, {summary['fields_rejected']} "
+                     f"rejected by quality control, {summary['fields_skipped']} unreadable")
+    out.print(table)
+
+
+def _print_second_stage(summary: dict[str, Any]) -> None:
+    """The WBC differential and the mean ALL subtype probabilities, when they were run."""
+    diff = summary.get("differential")
+    if diff:
+        table = Table(title="white-cell differential")
+        table.add_column("class")
+        table.add_column("cells", justify="right")
+        table.add_column("%", justify="right")
+        for label, n in sorted(diff["counts"].items(), key=lambda kv: -kv[1]):
+            table.add_row(label, str(n), f"{diff['percent'][label]:.1f}")
+        table.caption = (f"{diff['classified']} white cells classified, {diff['review']} "
+                         "flagged for review (unsure, or called a platelet)"
+                         + ("; fewer than 100: percentages are imprecise"
+                            if diff["classified"] < 100 else "")
+                         + ("; synthetic cells are drawings, so this differential means nothing"
+                            if summary["source"].startswith("synthetic") else ""))
+        out.print(table)
+        if not diff["reliable"]:
+            out.print("[bold red]differential unreliable for this smear[/]: many white cells "
+                      "were flagged (often a stain or camera unlike the training smears); "
+                      "review the crops (evidence/SESSION/*-cell*.png) before reporting it")
+    subtype = summary.get("all_subtype")
+    if subtype:
+        table = Table(title="ALL subtype, mean probability over fields")
+        table.add_column("class")
+        table.add_column("mean p", justify="right")
+        for label, p in subtype["mean_probability"].items():
+            table.add_row(label, f"{p:.3f}")
+        table.caption = (f"{subtype['fields']} fields scored; a screening aid: confirm by "
+                         "smear review and immunophenotyping")
+        out.print(table)
+
+
+@app.command()
+def run(
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s",
+        help="synthetic[:SEED], folder:PATH, video:PATH or camera:INDEX "
+        "(default: the profile's source.default).")] = None,
+    profile: ProfileOpt = None,
+    sample: Annotated[str, typer.Option(help="Sample / slide id written on the requisition.")] = (
+        "unlabelled"),
+    operator: Annotated[str | None, typer.Option(help="Technician name or id.")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the session report as JSON here.")] = None,
+    settle: Annotated[bool | None, typer.Option(
+        "--settle/--every-frame",
+        help="Take one field each time the stage has moved and settled (manual scanning of a "
+        "live camera or a recorded video), or every frame (default: the profile's "
+        "source.settle).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Capture fields, detect and count cells, store every field with its evidence image.
+
+    Fields failing quality control (focus, exposure, stain, empty, overcrowded, duplicate)
+    are stored with the reason and not counted.
+
+    Examples:
+      hemascope run                                  # synthetic fields, bundled model
+      hemascope run -s folder:/media/usb/slide7 --sample S-0042 --operator amina
+      hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
+    """
+    from edge.capture.sources import LimitedSource, is_live, open_source
+    from edge.inference.detector import Detector
+    from edge.pipeline.runner import FieldOutcome, Runner
+    from edge.pipeline.second_stage import FieldClassifiers
+    from edge.report.summary import session_summary, write_json
+    from edge.storage.store import Store
+
+    prof = load_with_data_dir(profile, data_dir)
+    detector = Detector(prof.model.detector, prof.backend.type, prof.backend.inference_threads(),
+                        prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size,
+                        prof.backend.delegate)
+    classifiers = FieldClassifiers(prof.classifiers, detector.classes)
+    spec = source or prof.source.default
+    src = open_source(spec, prof)
+    if prof.source.settle if settle is None else settle:
+        from edge.capture.settle import SettledSource
+
+        src = SettledSource(src, prof.capture)
+    if is_live(spec):
+        src = LimitedSource(src, prof.camera.max_fields)
+    store = Store.open(prof.storage.data_dir)
+    total = len(getattr(src, "paths", [])) or getattr(src, "count", None)
+    skipped: list[str] = []
+    truth: dict[str, int] = {}
+    truth_known = True
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("counting fields", total=total)
+
+        def on_field(_: str, outcome: FieldOutcome) -> None:
+            nonlocal truth_known
+            if outcome.status != "counted":
+                skipped.append(f"{outcome.status} {outcome.origin}: {outcome.reason}")
+            elif outcome.truth is None:
+                truth_known = False
+            else:
+                for c, n in outcome.truth.items():
+                    truth[c] = truth.get(c, 0) + n
+            progress.advance(task)
+
+        session_id = Runner(prof, store, detector, classifiers).run(src, sample, operator,
+                                                                      on_field)
+    summary = session_summary(store, session_id)
+    for line in skipped:
+        err.print(line, markup=False, highlight=False)
+    _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
+                  truth if truth_known and truth else None)
+    _print_second_stage(summary)
+    out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
+              f"data {prof.storage.data_dir}", highlight=False)
+    if json_out is not None:
+        write_json(summary, json_out)
+        out.print(f"report written to {json_out}", highlight=False)
+
+
+@app.command()
+def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List stored sessions, newest first."""
+    from edge.storage.store import Store
+
+    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
+    table = Table()
+    for col in ("session", "sample", "started", "status", "counted", "rejected", "unreadable",
+                "model"):
+        table.add_column(col, no_wrap=True)
+    for s in store.sessions():
+        table.add_row(s["id"][:12], s["sample_id"], s["started_at"][:19], s["status"],
+                      str(s["counted"]), str(s["rejected"]), str(s["skipped"]),
+                      s["model_sha256"][:12])
+    out.print(table)
+
+
+@app.command()
+def report(
+    session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Where to write the JSON report (default: SESSION.json here).")] = None,
+    profile: ProfileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print a session's counts and write its JSON report."""
+    from edge.report.summary import session_summary, write_json
+    from edge.storage.store import Store
+
+    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
+    summary = session_summary(store, session)
+    _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
+                  f"  ({summary['status']})", summary)
+    _print_second_stage(summary)
+    if summary["fields_skipped"] or summary["fields_rejected"]:
+        out.print("reasons for rejected and unreadable fields are in the JSON report")
+    path = json_out or Path(f"{summary['session_id']}.json")
+    write_json(summary, path)
+    out.print(f"report written to {path}", highlight=False)
+
+
+@app.command()
+def explain(
+    session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
+    field: Annotated[int, typer.Argument(help="Field index, as in the report.")],
+    cell: Annotated[int | None, typer.Option(
+        help="Explain the differential class of this white cell (its number in the field, as "
+        "in the crop file name NNNNN-cellKKK.png); without it, the field's ALL subtype.")] = None,
+    image_out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the overlay PNG (default: beside the evidence).")] = None,
+    profile: ProfileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show what a classifier decision rested on: an occlusion-sensitivity overlay (red where
+    covering the image lowers the decided class's probability most).
+
+    Examples:
+      hemascope explain 3f2a 12 --cell 2      # white cell 2 of field 12
+      hemascope explain 3f2a 12               # the ALL subtype scores of field 12
+    """
+    from edge.pipeline.explain import explain as explain_decision
+    from edge.storage.store import Store
+
+    prof = load_with_data_dir(profile, data_dir)
+    store = Store.open(prof.storage.data_dir)
+    sid = store.session(session)["id"]
+    target = image_out or store.evidence_dir(sid) / (
+        f"{field:05d}-cell{cell:03d}-explained.png" if cell is not None
+        else f"{field:05d}-field-explained.png")
+    e = explain_decision(store, sid, field, cell, prof.classifiers.wbc_model,
+                         prof.classifiers.all_model, target)
+    out.print(f"{e.what}: stored {e.stored[0]} {e.stored[1]:.3f}, recomputed with {e.model} "
+              f"{e.recomputed[0]} {e.recomputed[1]:.3f}", highlight=False)
+    out.print(f"overlay written to {e.image}", highlight=False)
+
+
+@app.command()
+def doctor(profile: ProfileOpt = None) -> None:
+    """Check that this device is ready: profile, model and digest, runtime, camera, disk,
+    database integrity and clock. Exit code 0 when ready, 1 when a check fails.
+
+    Example: hemascope doctor -p firmware_config/profiles/rpi5-cpu.toml
+    """
+    from edge.cli.doctor import FAIL, run_checks
+
+    checks = run_checks(profile)
+    table = Table()
+    for col in ("check", "status", "found", "fix"):
+        table.add_column(col)
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for c in checks:
+        table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
+    out.print(table)
+    failed = [c.name for c in checks if c.status == FAIL]
+    out.print("ready" if not failed else f"not ready: {', '.join(failed)}", highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _add_plugins(argv: list[str]) -> None:
+    """Attach workstation command groups (train, eval, export) registered by entry points.
+
+    Only the group being invoked is imported (all of them for top-level --help), so device
+    commands such as `run` never import `training` or `export`.
+    """
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for ep in entry_points(group="hemascope.commands"):
+        if wanted is not None and ep.name != wanted:
+            continue
+        obj = ep.load()
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=ep.name)
+        else:
+            app.command(ep.name)(obj)
+
+
+def main() -> None:
+    _add_plugins(sys.argv[1:])
+    try:
+        app()
+    except HemascopeError as exc:
+        err.print(f"error: {exc.problem} — {exc.fix}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: fields stored so far are kept", markup=False)
+        sys.exit(130)

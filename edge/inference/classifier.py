@@ -1,0 +1,75 @@
+"""Image classifiers (WBC crop differential, ALL field subtype): a verified model and the
+exact preprocessing it was trained with. Pure numpy/OpenCV around the backend: no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.core.errors import HemascopeError
+from edge.inference.backends import Backend, load_backend
+from edge.inference.manifest import ModelManifest, load_verified
+
+
+def resize_rgb(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """HxWx3 BGR uint8 -> size x size x 3 RGB uint8 (INTER_AREA, aspect not kept).
+
+    Training caches its images through this very function, so the device sees what the
+    model saw."""
+    resized = cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+
+
+def to_batch(images_rgb: list[np.ndarray]) -> np.ndarray:
+    """List of HxWx3 RGB uint8 -> Nx3xHxW float32 in [0, 1]."""
+    return np.ascontiguousarray(np.stack(images_rgb).transpose(0, 3, 1, 2), np.float32) / 255.0
+
+
+def gray_world(image: np.ndarray) -> np.ndarray:
+    """Scale each channel so the image mean is neutral grey (removes a global colour cast)."""
+    pixels = image.astype(np.float32)
+    means = pixels.reshape(-1, 3).mean(axis=0)
+    gains = means.mean() / np.maximum(means, 1e-6)
+    return np.clip(pixels * gains + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_id: int
+    label: str
+    score: float
+    probabilities: np.ndarray  # (C,) float32, sums to 1
+
+
+class Classifier:
+    """Loads a `classify` model only after its sha256 matches its manifest."""
+
+    def __init__(self, model_path: Path, backend: str = "onnxruntime", threads: int = 0) -> None:
+        self.manifest: ModelManifest = load_verified(model_path)
+        if self.manifest.task != "classify" or self.manifest.input.resize != "area":
+            raise HemascopeError(
+                f"model {model_path.name} is a {self.manifest.task} model, not a classifier",
+                "use a model exported from `hemascope train classify`")
+        if self.manifest.input.height != self.manifest.input.width:
+            raise HemascopeError(f"model {model_path.name} has a non-square input",
+                                 "re-export the classifier")
+        self.size = self.manifest.input.height
+        self.classes = list(self.manifest.classes)
+        self.backend: Backend = load_backend(backend, model_path, threads)
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.sha256
+
+    def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """(N, C) class probabilities for images already passed through `resize_rgb`."""
+        probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
+        return np.asarray(probs, dtype=np.float32)
+
+    def __call__(self, image_bgr: np.ndarray) -> Prediction:
+        probs = self.probabilities([resize_rgb(image_bgr, self.size)])[0]
+        cid = int(probs.argmax())
+        return Prediction(cid, self.classes[cid], float(probs[cid]), probs)

@@ -1,0 +1,136 @@
+"""Why a classifier decided what it did: occlusion sensitivity on the exact stored input.
+
+Each square patch of the input is covered in turn with the image's mean colour; the drop in
+the probability of the decided class is credited to the pixels of that patch. Areas whose
+covering costs the most are what the decision rested on. It needs only the ONNX model (no
+gradients, no torch), so it runs on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.core.errors import HemascopeError
+from edge.inference.classifier import Classifier
+from edge.pipeline.evidence import write_image_atomic
+from edge.storage.store import Store
+
+
+def occlusion_map(classifier: Classifier, image_rgb: np.ndarray, class_id: int,
+                  patch: int, stride: int) -> np.ndarray:
+    """(H, W) float32: mean probability drop of `class_id` when each pixel is covered."""
+    h, w = image_rgb.shape[:2]
+    base = float(classifier.probabilities([image_rgb])[0][class_id])
+    fill = image_rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    drop = np.zeros((h, w), np.float32)
+    hits = np.zeros((h, w), np.float32)
+    for top in range(0, max(1, h - patch + stride), stride):
+        for left in range(0, max(1, w - patch + stride), stride):
+            covered = image_rgb.copy()
+            covered[top:top + patch, left:left + patch] = fill
+            p = float(classifier.probabilities([covered])[0][class_id])
+            drop[top:top + patch, left:left + patch] += base - p
+            hits[top:top + patch, left:left + patch] += 1
+    return drop / np.maximum(hits, 1)
+
+
+def overlay(image_rgb: np.ndarray, heat: np.ndarray, caption: str, scale: int = 3) -> np.ndarray:
+    """BGR picture: the input beside the input tinted by `heat` (red: decision rested here;
+    the colour scale spans 0 to the largest drop), with a caption under both."""
+    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    norm = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
+    colour = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    blend = cv2.addWeighted(bgr, 0.5, colour, 0.5, 0)
+    size = (bgr.shape[1] * scale, bgr.shape[0] * scale)
+    pair = np.hstack([cv2.resize(im, size, interpolation=cv2.INTER_NEAREST)
+                      for im in (bgr, blend)])
+    band = np.full((28, pair.shape[1], 3), 255, np.uint8)
+    cv2.putText(band, caption, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.vstack([pair, band])
+
+
+@dataclass(frozen=True)
+class Explanation:
+    what: str  # "cell 3 of field 12" or "field 12"
+    model: str
+    stored: tuple[str, float]  # decision stored by the runner
+    recomputed: tuple[str, float]  # the same model on the same stored input, now
+    image: Path
+
+
+def _classifier_for(store_row: sqlite3.Row, role: str, model_path: Path) -> Classifier:
+    """The installed classifier, refused unless it is the one the session used."""
+    used = next((m for m in json.loads(store_row["classifiers_json"] or "[]")
+                 if m["role"] == role), None)
+    if used is None:
+        raise HemascopeError(f"session {store_row['id'][:12]} ran without the {role} classifier",
+                             "explain a session that ran with it enabled")
+    classifier = Classifier(model_path)
+    if classifier.sha256 != used["sha256"]:
+        raise HemascopeError(
+            f"the session used {used['file']} sha256 {used['sha256'][:12]}, the profile points "
+            f"at {model_path.name} sha256 {classifier.sha256[:12]}",
+            "point the profile at the model the session used (see its report)")
+    return classifier
+
+
+def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
+            wbc_model: Path, all_model: Path, out: Path) -> Explanation:
+    """Occlusion map of a stored WBC decision (`cell` given) or ALL field decision."""
+    session = store.session(session_id)
+    rows = [f for f in store.fields(session["id"]) if f["idx"] == field_idx]
+    if not rows or rows[0]["status"] != "counted":
+        raise HemascopeError(f"field {field_idx} of session {session['id'][:12]} was not counted",
+                             "pick a counted field from `hemascope report`")
+    field = rows[0]
+    evidence = store.evidence_dir(session["id"])
+    if cell is not None:
+        cells = store.cells(session["id"], field_idx)
+        if not 0 <= cell < len(cells) or cells[cell]["label"] is None:
+            labelled = [i for i, c in enumerate(cells) if c["label"] is not None]
+            raise HemascopeError(f"field {field_idx} has no classified cell {cell}",
+                                 f"classified cells of this field: {labelled or 'none'}")
+        row = cells[cell]
+        if row["crop_path"] is None:
+            raise HemascopeError(f"cell {cell} has no stored crop (storage.evidence was off)",
+                                 "explanations need the stored classifier input")
+        classifier = _classifier_for(session, "wbc", wbc_model)
+        source = store.data_dir / row["crop_path"]
+        stored = (row["label"], float(row["label_score"]))
+        what = f"cell {cell} of field {field_idx}"
+    else:
+        if field["subtype_json"] is None:
+            raise HemascopeError(f"field {field_idx} has no ALL subtype scores",
+                                 "pass --cell N for a white cell, or explain a session run with "
+                                 "classifiers.all_subtype = true")
+        if field["evidence_path"] is None:
+            raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
+                                 "was off)", "explanations need the stored classifier input")
+        classifier = _classifier_for(session, "all_subtype", all_model)
+        source = evidence / f"{field_idx:05d}-field.png"
+        probs = json.loads(field["subtype_json"])
+        best = max(probs, key=probs.get)
+        stored = (best, float(probs[best]))
+        what = f"field {field_idx}"
+    image = cv2.imread(str(source))
+    if image is None:
+        raise HemascopeError(f"stored classifier input {source} is missing or unreadable",
+                             "restore the session's evidence folder from backup or the hub")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    probs_now = classifier.probabilities([rgb])[0]
+    cid = classifier.classes.index(stored[0])
+    patch = max(4, classifier.size // 8)
+    heat = occlusion_map(classifier, rgb, cid, patch, max(2, patch // 2))
+    caption = (f"{what}: {stored[0]} p={stored[1]:.3f}  (red: covering it lowers p most, "
+               f"max drop {heat.max():.3f})")
+    write_image_atomic(out, overlay(rgb, heat, caption))
+    best_now = int(probs_now.argmax())
+    return Explanation(what, classifier.manifest.file, stored,
+                       (classifier.classes[best_now], float(probs_now[best_now])), out)

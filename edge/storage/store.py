@@ -1,0 +1,340 @@
+"""Local results store: SQLite, one transaction per field, evidence JPEGs beside it.
+
+A field is either stored whole (its row, its cells and its counts) or not at all. Session
+totals are never stored separately: they are sums over the stored fields, so they cannot
+disagree with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.core.detections import Detections
+from edge.core.errors import HemascopeError
+
+SCHEMA_VERSION = 3
+
+# Columns added after schema 2 (a v2 database is upgraded in place, nothing is rewritten).
+_V3_COLUMNS = (
+    ("sessions", "classifiers_json TEXT"),
+    ("fields", "subtype_json TEXT"),
+    ("fields", "classify_ms REAL"),
+    ("cells", "label TEXT"),
+    ("cells", "label_score REAL"),
+    ("cells", "crop_path TEXT"),
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    sample_id TEXT NOT NULL,
+    operator TEXT,
+    profile_name TEXT NOT NULL,
+    profile_json TEXT NOT NULL,
+    source TEXT NOT NULL,
+    model_file TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    classes_json TEXT NOT NULL,
+    classifiers_json TEXT,
+    hemascope_version TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'interrupted'))
+);
+CREATE TABLE IF NOT EXISTS fields (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    idx INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    captured_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('counted', 'rejected', 'skipped')),
+    reason TEXT,
+    qc_json TEXT,
+    width INTEGER,
+    height INTEGER,
+    model_sha256 TEXT NOT NULL,
+    evidence_path TEXT,
+    decode_ms REAL, preprocess_ms REAL, infer_ms REAL, postprocess_ms REAL,
+    subtype_json TEXT,
+    classify_ms REAL,
+    UNIQUE (session_id, idx)
+);
+CREATE TABLE IF NOT EXISTS field_counts (
+    field_id INTEGER NOT NULL REFERENCES fields(id),
+    class_name TEXT NOT NULL,
+    count INTEGER NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (field_id, class_name)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    field_id INTEGER NOT NULL REFERENCES fields(id),
+    class_name TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    label TEXT,
+    label_score REAL,
+    crop_path TEXT
+);
+CREATE TABLE IF NOT EXISTS telemetry (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    at TEXT NOT NULL,
+    data_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fields_session ON fields(session_id);
+CREATE INDEX IF NOT EXISTS cells_field ON cells(field_id);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class FieldRecord:
+    """Everything stored for one field of view."""
+
+    idx: int
+    origin: str
+    captured_at: str
+    status: str  # "counted", "rejected" (quality control) or "skipped" (unreadable)
+    reason: str | None = None
+    width: int | None = None
+    height: int | None = None
+    detections: Detections | None = None
+    evidence_path: str | None = None
+    timings_ms: dict[str, float] | None = None
+    qc: dict[str, float] | None = None  # quality-control scores
+    # second stage: {cell row: (differential class, score, crop file)} and ALL probabilities
+    cell_labels: dict[int, tuple[str, float, str | None]] | None = None
+    subtype: dict[str, float] | None = None
+
+
+class Store:
+    """The device database. Open it with `Store.open(data_dir)`."""
+
+    def __init__(self, conn: sqlite3.Connection, data_dir: Path) -> None:
+        self.conn = conn
+        self.data_dir = data_dir
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Store:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            probe = data_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise HemascopeError(
+                f"data dir {data_dir} is not writable ({exc.strerror})",
+                "set storage.data_dir in the profile to a writable folder, or fix its permissions",
+            ) from None
+        # The runner's writer thread stores fields while the main thread runs the model; the
+        # connection is used by one thread at a time (start -> writer -> finish).
+        conn = sqlite3.connect(data_dir / "hemascope.db", isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=FULL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise HemascopeError(
+                f"database {data_dir / 'hemascope.db'} has schema {version}, written by a newer "
+                f"hemascope (this one reads up to {SCHEMA_VERSION})",
+                "upgrade hemascope on this device; the database is untouched")
+        if version not in (0, 2, SCHEMA_VERSION):
+            conn.close()
+            raise HemascopeError(
+                f"database {data_dir / 'hemascope.db'} has schema {version}, this hemascope "
+                f"uses {SCHEMA_VERSION} (a pre-release database)",
+                "sync or export it with the hemascope that made it, then move it aside",
+            )
+        if version == 2:
+            _upgrade_from_v2(conn)
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return cls(conn, data_dir)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (nothing half-written)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def evidence_dir(self, session_id: str) -> Path:
+        return self.data_dir / "evidence" / session_id
+
+    def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
+                      profile_json: str, source: str, model_file: str, model_sha256: str,
+                      classes: list[str], version: str,
+                      classifiers: list[dict[str, object]] | None = None) -> str:
+        session_id = uuid.uuid4().hex
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id, sample_id, operator, profile_name, profile_json, source,"
+                " model_file, model_sha256, classes_json, classifiers_json, hemascope_version,"
+                " started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                (session_id, sample_id, operator, profile_name, profile_json, source, model_file,
+                 model_sha256, json.dumps(classes), json.dumps(classifiers or []), version,
+                 utc_now()),
+            )
+        return session_id
+
+    def add_field(self, session_id: str, model_sha256: str, classes: list[str],
+                  record: FieldRecord) -> int:
+        """Store one field, its cells and its counts in one transaction; returns its row id."""
+        t = record.timings_ms or {}
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute(
+                    "INSERT INTO fields (session_id, idx, origin, captured_at, status, reason,"
+                    " qc_json, width, height, model_sha256, evidence_path, decode_ms,"
+                    " preprocess_ms, infer_ms, postprocess_ms, subtype_json, classify_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (session_id, record.idx, record.origin, record.captured_at, record.status,
+                     record.reason, json.dumps(record.qc, sort_keys=True) if record.qc else None,
+                     record.width, record.height, model_sha256,
+                     record.evidence_path, t.get("decode"), t.get("preprocess"), t.get("infer"),
+                     t.get("postprocess"),
+                     json.dumps(record.subtype) if record.subtype is not None else None,
+                     t.get("classify")),
+                )
+                field_id = int(cur.lastrowid)
+                det = record.detections
+                if det is not None:
+                    counts = det.counts(len(classes))
+                    conn.executemany(
+                        "INSERT INTO field_counts (field_id, class_name, count) VALUES (?, ?, ?)",
+                        [(field_id, name, int(counts[i])) for i, name in enumerate(classes)],
+                    )
+                    labels = record.cell_labels or {}
+                    conn.executemany(
+                        "INSERT INTO cells (field_id, class_name, confidence, x1, y1, x2, y2,"
+                        " label, label_score, crop_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(field_id, classes[int(c)], float(s), *map(float, box),
+                          *labels.get(i, (None, None, None)))
+                         for i, (box, c, s) in enumerate(zip(det.xyxy, det.class_id,
+                                                             det.confidence, strict=True))],
+                    )
+        except sqlite3.OperationalError as exc:
+            raise _storage_error(exc, self.data_dir) from None
+        return field_id
+
+    def finish_session(self, session_id: str, status: str = "finished") -> None:
+        """Set the final status and enqueue the sync payload: both commit, or neither."""
+        from edge.storage.outbox import (
+            enqueue,  # outbox builds on report, which imports this module
+        )
+
+        with self.transaction() as conn:
+            conn.execute("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?",
+                         (utc_now(), status, session_id))
+            enqueue(self, session_id)
+
+    def add_telemetry(self, session_id: str, data: dict) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO telemetry (session_id, at, data_json) VALUES (?, ?, ?)",
+                         (session_id, utc_now(), json.dumps(data, sort_keys=True)))
+
+    def telemetry(self, session_id: str) -> list[dict]:
+        return [{"at": row["at"], **json.loads(row["data_json"])} for row in self.conn.execute(
+            "SELECT at, data_json FROM telemetry WHERE session_id = ? ORDER BY id", (session_id,))]
+
+    def sessions(self) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT s.*, (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
+            "  AND f.status = 'counted') AS counted,"
+            " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
+            "  AND f.status = 'skipped') AS skipped,"
+            " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
+            "  AND f.status = 'rejected') AS rejected"
+            " FROM sessions s ORDER BY s.started_at DESC"
+        ).fetchall()
+
+    def session(self, session_id: str) -> sqlite3.Row:
+        rows = self.conn.execute("SELECT * FROM sessions WHERE id LIKE ?",
+                                 (f"{session_id}%",)).fetchall()
+        if len(rows) != 1:
+            what = "no session" if not rows else f"{len(rows)} sessions"
+            raise HemascopeError(f"{what} matching id {session_id!r}",
+                                 "list sessions with `hemascope sessions` and give a unique id")
+        return rows[0]
+
+    def fields(self, session_id: str) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM fields WHERE session_id = ? ORDER BY idx",
+                                 (session_id,)).fetchall()
+
+    def field_counts(self, session_id: str) -> dict[int, dict[str, int]]:
+        """{field idx: {class: count}} for the counted fields of a session."""
+        out: dict[int, dict[str, int]] = {}
+        for row in self.conn.execute(
+            "SELECT f.idx, c.class_name, c.count FROM field_counts c JOIN fields f"
+            " ON f.id = c.field_id WHERE f.session_id = ? ORDER BY f.idx", (session_id,)
+        ):
+            out.setdefault(row["idx"], {})[row["class_name"]] = row["count"]
+        return out
+
+    def differential(self, session_id: str) -> list[sqlite3.Row]:
+        """(label, label_score) of every classified white cell of the session's counted
+        fields."""
+        return self.conn.execute(
+            "SELECT c.label, c.label_score FROM cells c JOIN fields f ON f.id = c.field_id"
+            " WHERE f.session_id = ? AND f.status = 'counted' AND c.label IS NOT NULL"
+            " ORDER BY f.idx, c.id", (session_id,)).fetchall()
+
+    def cells(self, session_id: str, idx: int) -> list[sqlite3.Row]:
+        """The stored cells of field `idx`, in detection order."""
+        return self.conn.execute(
+            "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
+            " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx)).fetchall()
+
+    def totals(self, session_id: str) -> dict[str, int]:
+        """Per-class totals over the session's counted fields (summed by SQLite)."""
+        return {row["class_name"]: row["total"] for row in self.conn.execute(
+            "SELECT c.class_name, SUM(c.count) AS total FROM field_counts c JOIN fields f"
+            " ON f.id = c.field_id WHERE f.session_id = ? AND f.status = 'counted'"
+            " GROUP BY c.class_name", (session_id,))}
+
+
+def _upgrade_from_v2(conn: sqlite3.Connection) -> None:
+    """Add the second-stage columns to a schema-2 database, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != 2:  # upgraded meanwhile
+            conn.execute("COMMIT")
+            return
+        for table, column in _V3_COLUMNS:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _storage_error(exc: sqlite3.OperationalError, data_dir: Path) -> HemascopeError:
+    msg = str(exc)
+    if "full" in msg:
+        return HemascopeError(f"disk full while storing a field in {data_dir}",
+                              "free space or sync and archive old sessions; stored fields are safe")
+    return HemascopeError(f"database error in {data_dir}: {msg}",
+                          "run `hemascope doctor`; stored fields are safe")
