@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.errors import HemascopeError
+from edge.core.files import file_sha256
 from edge.inference.manifest import (
     ModelManifest,
     Runtime,
     load_verified,
     manifest_path,
-    sha256_file,
     write_manifest,
 )
 from training.provenance import command_line
@@ -28,7 +28,7 @@ def derive_manifest(reference: Path, out: Path, precision: str, runtime: Runtime
                              "model", "give the output another name (--out)")
     ref = load_verified(reference)
     manifest = ref.model_copy(update={
-        "file": out.name, "sha256": sha256_file(out), "precision": precision,
+        "file": out.name, "sha256": file_sha256(out), "precision": precision,
         "runtime": runtime, "gate": None, "metrics": {},
         "export": {"command": command_line(), "reference": reference.name,
                    "reference_sha256": ref.sha256, **export},

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from edge.inference.manifest import ModelInput, ModelManifest, sha256_file, write_manifest
+from edge.core.files import file_sha256
+from edge.inference.manifest import ModelInput, ModelManifest, write_manifest
 from export.onnx import training_manifest
 from training.classify_model import SmallNet
 from training.classify_train import CHECKPOINT_FORMAT
@@ -51,11 +52,11 @@ def export_classifier_onnx(checkpoint: Path, out: Path, opset: int = 18) -> Mode
         classes=list(state["classes"]),
         input=ModelInput(height=size, width=size, resize="area"),
         file=out.name,
-        sha256=sha256_file(out),
+        sha256=file_sha256(out),
         precision="fp32",
         training=training_manifest(checkpoint),
         export={"command": command_line(), "source_checkpoint": checkpoint.name,
-                "source_sha256": sha256_file(checkpoint), "source_epoch": int(state["epoch"]),
+                "source_sha256": file_sha256(checkpoint), "source_epoch": int(state["epoch"]),
                 "opset": opset, "seconds": round(time.time() - started, 1)},
     )
     write_manifest(out, manifest)

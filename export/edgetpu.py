@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.core.errors import HemascopeError
+from edge.core.files import file_sha256
 from edge.inference.manifest import (
     ModelManifest,
     load_verified,
     manifest_path,
-    sha256_file,
     write_manifest,
 )
 
@@ -46,7 +46,7 @@ def adopt_compiled(compiled: Path) -> ModelManifest:
         raise HemascopeError(f"{source.name} is not a full-integer model",
                              "compile the model written by `hemascope export edgetpu`")
     manifest = src.model_copy(update={
-        "file": compiled.name, "sha256": sha256_file(compiled), "precision": "int8-edgetpu",
+        "file": compiled.name, "sha256": file_sha256(compiled), "precision": "int8-edgetpu",
         "export": {**src.export, "target": "edgetpu-compiled",
                    "compiled_from": {"file": source.name, "sha256": src.sha256}},
     })

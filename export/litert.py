@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 from edge.core.errors import HemascopeError
-from edge.inference.manifest import ModelManifest, load_verified, sha256_file
+from edge.core.files import file_sha256
+from edge.inference.manifest import ModelManifest, load_verified
 from export.artifact import derive_manifest
 from export.calibration import Calibration
 from training.offline import configure_offline
@@ -24,7 +25,7 @@ def check_same_model(checkpoint: Path, reference: Path) -> None:
     """The fp32 ONNX reference must come from this checkpoint, or the gate compares apples
     with pears (and the reference's thresholds and training record would be wrong)."""
     source = load_verified(reference).export.get("source_sha256")
-    if source != sha256_file(checkpoint):
+    if source != file_sha256(checkpoint):
         raise HemascopeError(
             f"{reference.name} was not exported from {checkpoint.name} (its manifest names "
             f"source sha256 {str(source)[:12]}…)", "give the fp32 ONNX of this checkpoint")
@@ -99,5 +100,5 @@ def export_litert(checkpoint: Path, reference: Path, out: Path,
                  "method": "ai-edge-quantizer static_wi8_ai8"}
     return derive_manifest(reference, out, precision, "litert", {
         "target": target, "source_checkpoint": checkpoint.name,
-        "source_sha256": sha256_file(checkpoint), "converter": "ultralytics format=litert",
+        "source_sha256": file_sha256(checkpoint), "converter": "ultralytics format=litert",
         **extra, "seconds": round(time.time() - started, 1)})

@@ -7,11 +7,11 @@ import shutil
 import time
 from pathlib import Path
 
+from edge.core.files import file_sha256
 from edge.inference.manifest import (
     ModelInput,
     ModelManifest,
     ModelThresholds,
-    sha256_file,
     write_manifest,
 )
 from training.offline import configure_offline
@@ -74,11 +74,11 @@ def export_onnx(checkpoint: Path, out: Path, imgsz: int | None = None,
         input=ModelInput(height=size, width=size),
         thresholds=ModelThresholds(),
         file=out.name,
-        sha256=sha256_file(out),
+        sha256=file_sha256(out),
         precision="fp32",
         training=train_info,
         export={"command": command_line(), "source_checkpoint": checkpoint.name,
-                "source_sha256": sha256_file(checkpoint), "opset": opset,
+                "source_sha256": file_sha256(checkpoint), "opset": opset,
                 "seconds": round(time.time() - started, 1)},
     )
     write_manifest(out, manifest)

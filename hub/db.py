@@ -14,11 +14,11 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge.core.errors import HemascopeError
+from edge.core.files import utc_now
 from edge.sync.client import bundle_key
 
 _SCHEMA = """
@@ -45,9 +45,6 @@ CREATE TABLE IF NOT EXISTS payloads (
 )
 """
 
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def token_sha256(token: str) -> str:

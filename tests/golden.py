@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.detections import Detections
-from edge.storage.store import FieldRecord, Store
+from edge.core.records import FieldRecord
+from edge.pipeline.session import finish_session
+from edge.storage.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SESSION_ID = "0123456789abcdef0123456789abcdef"
@@ -72,7 +74,7 @@ def make_golden_session(data_dir: Path) -> str:
     store.add_field(SESSION_ID, MODEL_SHA, CLASSES, FieldRecord(
         idx=3, origin="f3.jpg", captured_at="2026-11-24T08:00:03", status="skipped",
         reason="unreadable image", timings_ms={"decode": 0.25}))
-    store.finish_session(SESSION_ID)
+    finish_session(store, SESSION_ID)
     store.close()
     return SESSION_ID
 

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from edge.core.detections import Detections
-from edge.storage.outbox import Outbox, enqueue
-from edge.storage.store import FieldRecord, Store
+from edge.core.labels import SessionStatus
+from edge.core.records import FieldRecord
+from edge.pipeline.session import finish_session
+from edge.storage.store import Store
 from edge.sync.client import write_token
+from edge.sync.payload import outbox
 from tests.pgserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +59,8 @@ def make_sessions(data_dir: Path, n: int, seed: int = 0, max_fields: int = 4,
                                      status="counted", width=640, height=480, detections=det,
                                      timings_ms={"infer": float(rng.uniform(10, 20))})
             store.add_field(sid, MODEL_SHA, CLASSES, record)
-        store.finish_session(sid, "finished" if rng.random() < 0.95 else "interrupted")
+        finish_session(store, sid, SessionStatus.FINISHED if rng.random() < 0.95
+                       else SessionStatus.INTERRUPTED)
         ids.append(sid)
     store.close()
     return ids
@@ -67,7 +71,7 @@ def amend(data_dir: Path, session_id: str, operator: str) -> int | None:
     store = Store.open(data_dir)
     with store.transaction() as conn:
         conn.execute("UPDATE sessions SET operator = ? WHERE id = ?", (operator, session_id))
-        version = enqueue(store, session_id)
+        version = outbox(store).enqueue(session_id)
     store.close()
     return version
 
@@ -75,7 +79,7 @@ def amend(data_dir: Path, session_id: str, operator: str) -> int | None:
 def device_rows(data_dir: Path) -> dict[tuple[str, int], tuple[str, bytes, str]]:
     """{(key, version): (sha256, body, state)} from the device outbox."""
     store = Store.open(data_dir)
-    Outbox(store)
+    outbox(store)
     rows = {(r["payload_key"], r["version"]): (r["sha256"], r["body"], r["state"])
             for r in store.conn.execute("SELECT * FROM outbox")}
     store.close()

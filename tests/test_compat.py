@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-from edge.storage.store import FieldRecord, Store
+from edge.core.records import FieldRecord
+from edge.pipeline.session import finish_session
+from edge.storage.store import Store
 from hub.payloads import validate
 from tests.golden import FIXTURES, SESSION_ID, golden_body, make_golden_session
 
@@ -46,7 +48,7 @@ def test_a_database_of_release_0_1_0_opens_and_takes_new_sessions(tmp_path):
     store.add_field(sid, "a" * 64, ["WBC", "RBC", "Platelets"], FieldRecord(
         idx=0, origin="f.jpg", captured_at="2026-11-02T08:00:00", status="skipped",
         reason="unreadable image"))
-    store.finish_session(sid)
+    finish_session(store, sid)
     keys = [r["payload_key"] for r in store.conn.execute(
         "SELECT payload_key FROM outbox ORDER BY id")]
     assert keys == ["old", sid]  # the old payload is kept as it was, the new one queued

@@ -10,8 +10,9 @@ import pytest
 
 from edge.config import load_profile
 from edge.core.errors import HemascopeError
+from edge.core.files import file_sha256
 from edge.inference.detector import Detector
-from edge.inference.manifest import load_verified, sha256_file
+from edge.inference.manifest import load_verified
 from export.artifact import derive_manifest
 from export.calibration import calibration_images
 from export.onnx_int8 import export_onnx_int8
@@ -74,7 +75,7 @@ def test_onnx_int8_export_is_deterministic(exported, tmp_path):
     again = tmp_path / "again.onnx"
     cal = calibration_images(exported.data, SIZE, 20)
     manifest = export_onnx_int8(exported.models["onnx"], again, cal)
-    assert manifest.sha256 == sha256_file(exported.models["onnx-int8"])
+    assert manifest.sha256 == file_sha256(exported.models["onnx-int8"])
 
 
 def test_calibration_uses_train_only_and_warns_below_300(exported):
@@ -128,7 +129,7 @@ def test_litert_and_edgetpu_exports_are_deterministic_and_full_integer(exported,
     if ckpt is None or "litert" not in exported.models:
         pytest.skip("no checkpoint for the bundled model, or no LiteRT exporter")
     again = export_litert(ckpt, exported.models["onnx"], tmp_path / "again.tflite")
-    assert again.sha256 == sha256_file(exported.models["litert"])
+    assert again.sha256 == file_sha256(exported.models["litert"])
     cal = calibration_images(exported.data, SIZE, 20)
     tpu = export_litert(ckpt, exported.models["onnx"], tmp_path / "tpu.tflite", cal,
                         integer_io=True)
@@ -158,8 +159,8 @@ def test_compiled_edgetpu_model_gets_a_manifest_from_its_full_integer_source(exp
     meta["export"]["io"] = "int8"
     source.with_suffix(".json").write_text(json.dumps({**meta, "file": source.name}))
     manifest = adopt_compiled(compiled)
-    assert load_verified(compiled).sha256 == manifest.sha256 == sha256_file(compiled)
-    assert manifest.export["compiled_from"]["sha256"] == sha256_file(source)
+    assert load_verified(compiled).sha256 == manifest.sha256 == file_sha256(compiled)
+    assert manifest.export["compiled_from"]["sha256"] == file_sha256(source)
     assert manifest.gate == load_verified(source).gate and manifest.runtime == "litert"
 
 

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from training.datasets import DatasetError, file_sha256, merge
+from edge.core.files import file_sha256
+from training.datasets import DatasetError, merge
 from training.label_fixes import load_label_fixes
 
 W, H = 200, 100  # image size: fixes are in pixels, labels normalised

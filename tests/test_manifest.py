@@ -34,9 +34,9 @@ def test_a_changed_byte_is_refused(model_copy):
 def test_corrupt_model_with_matching_digest_fails_to_load_cleanly(model_copy):
     model_copy.write_bytes(b"garbage" * 100)
     meta = json.loads(model_copy.with_suffix(".json").read_text())
-    from edge.inference.manifest import sha256_file
+    from edge.core.files import file_sha256
 
-    meta["sha256"] = sha256_file(model_copy)
+    meta["sha256"] = file_sha256(model_copy)
     model_copy.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(HemascopeError, match="cannot load model"):
         Detector(model_copy)

@@ -66,7 +66,8 @@ def test_fixed_exposure_gain_white_balance_and_lens(picamera2):
     profile = Profile(camera=CameraConfig(width=320, height=240, max_fields=3, warmup_frames=2),
                       picamera=PiCameraConfig(exposure_us=8000, analogue_gain=1.5,
                                               colour_gains=(1.8, 1.4), lens_position=0.0))
-    frames = list(LimitedSource(open_source("picamera", profile), 3).frames())
+    frames = list(LimitedSource(open_source("picamera", camera=profile.camera,
+                                         picamera=profile.picamera), 3).frames())
     assert [type(f) for f in frames] == [Frame] * 3
     assert frames[0].image.shape == (240, 320, 3) and frames[0].image.flags["C_CONTIGUOUS"]
     cam = picamera2.instances[0]
@@ -81,13 +82,14 @@ def test_fixed_exposure_gain_white_balance_and_lens(picamera2):
 
 def test_automatic_settings_leave_controls_empty(picamera2):
     profile = Profile(camera=CameraConfig(max_fields=1, warmup_frames=0))
-    list(LimitedSource(open_source("picamera:0", profile), 1).frames())
+    list(LimitedSource(open_source("picamera:0", camera=profile.camera,
+                                    picamera=profile.picamera), 1).frames())
     assert ("set_controls", {}) in picamera2.instances[0].calls
 
 
 def test_missing_camera_and_missing_library(picamera2, monkeypatch):
     with pytest.raises(HemascopeError, match="Pi camera 1 not found"):
-        next(iter(open_source("picamera:1", Profile()).frames()))
+        next(iter(open_source("picamera:1").frames()))
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as on a PC
     with pytest.raises(HemascopeError, match="apt install python3-picamera2"):
-        next(iter(open_source("picamera", Profile()).frames()))
+        next(iter(open_source("picamera").frames()))

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edge.core.detections import Detections
+from edge.core.records import FieldRecord
 from edge.pipeline.second_stage import rbc_diameter, square_crop
-from edge.storage.store import _V3_COLUMNS, FieldRecord, Store
+from edge.storage.store import _V3_COLUMNS, Store
 
 from .conftest import run_cli
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from edge.capture.sources import open_source
-from edge.config import Profile
 from edge.core.errors import HemascopeError
 from edge.core.frame import Frame, Unreadable
 
@@ -25,7 +24,7 @@ def test_folder_reports_bad_images_and_keeps_going(tmp_path):
     (tmp_path / "d.jpg").write_bytes(b"")  # empty
     _jpeg(tmp_path / "e.jpg", 90)
     (tmp_path / "notes.txt").write_text("ignored")
-    items = list(open_source(f"folder:{tmp_path}", Profile()).frames())
+    items = list(open_source(f"folder:{tmp_path}").frames())
     assert [type(i) for i in items] == [Frame, Unreadable, Unreadable, Unreadable, Frame]
     reasons = [i.reason for i in items if isinstance(i, Unreadable)]
     assert "truncated" in reasons[0] and "not a decodable" in reasons[1] and "empty" in reasons[2]
@@ -38,7 +37,7 @@ def test_video_source_yields_every_frame(tmp_path):
     for v in range(7):
         writer.write(np.full((48, 64, 3), v * 30, np.uint8))
     writer.release()
-    frames = list(open_source(f"video:{path}", Profile()).frames())
+    frames = list(open_source(f"video:{path}").frames())
     assert len(frames) == 7 and all(isinstance(f, Frame) for f in frames)
     assert frames[3].image.mean() == pytest.approx(90, abs=3)
 
@@ -46,14 +45,14 @@ def test_video_source_yields_every_frame(tmp_path):
 @pytest.mark.parametrize("spec", ["webcam", "folder:", "camera:x", "usb:0"])
 def test_unknown_source_spec(spec):
     with pytest.raises(HemascopeError, match="unknown source"):
-        open_source(spec, Profile())
+        open_source(spec)
 
 
 def test_missing_folder_and_camera(tmp_path):
     with pytest.raises(HemascopeError, match="image folder not found"):
-        open_source(f"folder:{tmp_path / 'nope'}", Profile())
+        open_source(f"folder:{tmp_path / 'nope'}")
     with pytest.raises(HemascopeError, match="no images"):
-        open_source(f"folder:{tmp_path}", Profile())
-    camera = open_source("camera:57", Profile())
+        open_source(f"folder:{tmp_path}")
+    camera = open_source("camera:57")
     with pytest.raises(HemascopeError, match="camera 57 not found"):
         next(iter(camera.frames()))

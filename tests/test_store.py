@@ -5,15 +5,18 @@ import pytest
 
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
-from edge.storage.store import FieldRecord, Store
+from edge.core.records import FieldRecord
+from edge.pipeline.session import finish_session
+from edge.storage.store import Store
 
 CLASSES = ["WBC", "RBC", "Platelets"]
+SHA = "ab" * 32  # a model digest
 
 
 def _start(store: Store) -> str:
     return store.start_session(sample_id="S-1", operator="amina", profile_name="test",
                                profile_json="{}", source="synthetic", model_file="m.onnx",
-                               model_sha256="abc", classes=CLASSES, version="0")
+                               model_sha256=SHA, classes=CLASSES, version="0")
 
 
 def _record(idx: int, classes: list[int]) -> FieldRecord:
@@ -25,9 +28,9 @@ def _record(idx: int, classes: list[int]) -> FieldRecord:
 def test_totals_are_sums_of_counted_fields(tmp_path):
     store = Store.open(tmp_path)
     sid = _start(store)
-    store.add_field(sid, "abc", CLASSES, _record(0, [0, 1, 1, 2]))
-    store.add_field(sid, "abc", CLASSES, _record(1, [1, 1, 1]))
-    store.add_field(sid, "abc", CLASSES, FieldRecord(idx=2, origin="bad.jpg", captured_at="x",
+    store.add_field(sid, SHA, CLASSES, _record(0, [0, 1, 1, 2]))
+    store.add_field(sid, SHA, CLASSES, _record(1, [1, 1, 1]))
+    store.add_field(sid, SHA, CLASSES, FieldRecord(idx=2, origin="bad.jpg", captured_at="x",
                                                      status="skipped", reason="truncated"))
     assert store.totals(sid) == {"WBC": 1, "RBC": 5, "Platelets": 1}
     assert store.field_counts(sid)[1] == {"WBC": 0, "RBC": 3, "Platelets": 0}
@@ -38,12 +41,12 @@ def test_totals_are_sums_of_counted_fields(tmp_path):
 def test_a_failing_field_leaves_nothing_half_written(tmp_path):
     store = Store.open(tmp_path)
     sid = _start(store)
-    store.add_field(sid, "abc", CLASSES, _record(0, [1]))
+    store.add_field(sid, SHA, CLASSES, _record(0, [1]))
     with pytest.raises(sqlite3.IntegrityError):  # same idx twice: the insert fails
-        store.add_field(sid, "abc", CLASSES, _record(0, [1, 1, 1]))
+        store.add_field(sid, SHA, CLASSES, _record(0, [1, 1, 1]))
     # a class id outside the class list fails after the field row was inserted
     with pytest.raises(IndexError):
-        store.add_field(sid, "abc", CLASSES, _record(1, [7]))
+        store.add_field(sid, SHA, CLASSES, _record(1, [7]))
     assert [f["idx"] for f in store.fields(sid)] == [0]
     assert store.totals(sid) == {"WBC": 0, "RBC": 1, "Platelets": 0}
     assert store.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 1
@@ -52,8 +55,8 @@ def test_a_failing_field_leaves_nothing_half_written(tmp_path):
 def test_data_survives_reopening(tmp_path):
     store = Store.open(tmp_path)
     sid = _start(store)
-    store.add_field(sid, "abc", CLASSES, _record(0, [0, 1]))
-    store.finish_session(sid)
+    store.add_field(sid, SHA, CLASSES, _record(0, [0, 1]))
+    finish_session(store, sid)
     store.close()
     again = Store.open(tmp_path)
     assert again.session(sid[:8])["status"] == "finished"

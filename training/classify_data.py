@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture.folder import read_image
+from edge.core.files import file_sha256
 from edge.inference.classifier import resize_rgb
-from training.datasets import IMAGE_SUFFIXES, DatasetError, file_sha256
+from training.datasets import IMAGE_SUFFIXES, DatasetError
 
 
 @dataclass(frozen=True)

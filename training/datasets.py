@@ -15,14 +15,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import yaml
 
+from edge.core.files import file_sha256
 from edge.core.labels import DETECTOR_CLASSES, canonical_class
-
-if TYPE_CHECKING:
-    from training.label_fixes import LoadedFixes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -66,14 +64,6 @@ class Sample:
     source: str
     split: str | None  # "train", "val" or None when the source has no split
     sha256: str = field(default="")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def detect_format(root: Path) -> str:
@@ -158,8 +148,19 @@ class MergeReport:
     label_fixes: dict[str, str | int] | None = None  # path, sha256 and count of fixes applied
 
 
+class LabelFixes(Protocol):
+    """Reviewed label corrections (`training.label_fixes.LoadedFixes`), applied at merge."""
+
+    path: Path
+    sha256: str
+
+    def apply(self, samples: dict[str, Sample]) -> int:
+        """Correct merged samples (keyed by content sha256) in place; returns how many."""
+        ...
+
+
 def merge(sources: list[Path], out: Path, val_fraction: float = 0.2,
-          fixes: LoadedFixes | None = None) -> MergeReport:
+          fixes: LabelFixes | None = None) -> MergeReport:
     """Merge detection datasets into one YOLO dataset at `out` (images are symlinked).
 
     The first source that holds an image (by content) provides its labels; later copies

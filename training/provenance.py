@@ -10,13 +10,14 @@ whole cost and every command that went into it, not only the last process's shar
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shlex
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from edge.core.files import write_bytes_atomic
 
 
 def command_line() -> str:
@@ -51,9 +52,7 @@ class Segments:
             self.current["last_epoch"] = epoch
         self.current["wall_seconds"] = round(time.time() - self._wall0, 1)
         self.current["cpu_seconds"] = round(cpu_seconds() - self._cpu0, 1)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.all(), indent=2) + "\n")
-        os.replace(tmp, self.path)
+        write_bytes_atomic(self.path, (json.dumps(self.all(), indent=2) + "\n").encode())
 
     def all(self) -> list[dict]:
         return [*self.previous, self.current]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from edge.config import Profile
+from edge.config import CameraConfig, PiCameraConfig, SourceConfig
 from edge.core.errors import HemascopeError
 from edge.core.frame import Frame, Unreadable
 
@@ -36,19 +36,30 @@ class LimitedSource:
         yield from itertools.islice(self.inner.frames(), self.count)
 
 
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(kind, argument) of a source spec: "camera:0" -> ("camera", "0"), "synthetic" ->
+    ("synthetic", "")."""
+    scheme, _, arg = spec.partition(":")
+    return scheme, arg
+
+
 def is_live(spec: str) -> bool:
     """Cameras stream without end; files and the synthetic renderer have a fixed length."""
-    return spec.partition(":")[0] in ("camera", "picamera")
+    return parse_spec(spec)[0] in ("camera", "picamera")
 
 
-def open_source(spec: str, profile: Profile) -> Source:
-    """Open a source from its spec, or raise a HemascopeError that says how to write one."""
-    scheme, _, arg = spec.partition(":")
+def open_source(spec: str, source: SourceConfig | None = None, camera: CameraConfig | None = None,
+                picamera: PiCameraConfig | None = None) -> Source:
+    """Open a source from its spec and its profile sections (defaults when not given), or
+    raise a HemascopeError that says how to write a spec."""
+    scheme, arg = parse_spec(spec)
+    source = source or SourceConfig()
+    camera = camera or CameraConfig()
     if scheme == "synthetic":
         from edge.capture.synthetic import SyntheticSource
 
-        seed = int(arg) if arg else profile.source.synthetic_seed
-        return SyntheticSource(count=profile.source.synthetic_fields, seed=seed)
+        seed = int(arg) if arg else source.synthetic_seed
+        return SyntheticSource(count=source.synthetic_fields, seed=seed)
     if scheme == "folder" and arg:
         from edge.capture.folder import FolderSource
 
@@ -60,11 +71,11 @@ def open_source(spec: str, profile: Profile) -> Source:
     if scheme == "picamera" and (not arg or arg.isdigit()):
         from edge.capture.picamera import PiCameraSource
 
-        return PiCameraSource(int(arg or 0), profile.camera, profile.picamera)
+        return PiCameraSource(int(arg or 0), camera, picamera or PiCameraConfig())
     if scheme == "camera" and arg.isdigit():
         from edge.capture.camera import CameraSource
 
-        return CameraSource(int(arg), profile.camera)
+        return CameraSource(int(arg), camera)
     raise HemascopeError(
         f"unknown source {spec!r}",
         "use one of: synthetic, folder:PATH, video:PATH, camera:INDEX (e.g. camera:0), "

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge.capture.sources import parse_spec
 from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
+from edge.core.labels import DETECTOR_CLASSES
+from edge.storage import layout
+from edge.storage.store import inspect_database
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)  # a Pi without RTC boots in 1970
@@ -38,9 +42,8 @@ def check_model(profile: Profile) -> Check:
     from edge.inference.detector import Detector
 
     try:
-        detector = Detector(profile.model.detector, profile.backend.type, 1,
-                            expected_size=profile.model.input_size,
-                            delegate=profile.backend.delegate)
+        detector = Detector.from_config(profile.model, profile.backend, profile.thresholds,
+                                        threads=1)
     except HemascopeError as exc:
         return Check("model", FAIL, exc.problem, exc.fix)
     m = detector.manifest
@@ -52,7 +55,7 @@ def check_classifiers(profile: Profile) -> Check:
     from edge.pipeline.second_stage import FieldClassifiers
 
     try:
-        enabled = FieldClassifiers(profile.classifiers, ["WBC", "RBC", "Platelets"]).models()
+        enabled = FieldClassifiers(profile.classifiers, list(DETECTOR_CLASSES)).models()
     except HemascopeError as exc:
         return Check("classifiers", FAIL, exc.problem, exc.fix)
     if not enabled:
@@ -81,7 +84,7 @@ def check_edgetpu() -> Check:
 
 def check_camera(profile: Profile) -> Check:
     spec = profile.source.default
-    scheme, _, arg = spec.partition(":")
+    scheme, arg = parse_spec(spec)
     if scheme not in ("camera", "picamera"):
         return Check("camera", OK, f"no camera used: the profile's source is {spec!r}")
     if scheme == "picamera":
@@ -114,21 +117,18 @@ def check_disk(profile: Profile) -> Check:
 
 
 def check_database(profile: Profile) -> Check:
-    db = profile.storage.data_dir / "hemascope.db"
-    if not db.exists():
-        return Check("database", OK, f"no database yet ({db} is created by the first run)")
+    db = profile.storage.data_dir / layout.DATABASE
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        sessions = conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
-        conn.close()
+        health = inspect_database(profile.storage.data_dir)
     except sqlite3.DatabaseError as exc:
         return Check("database", FAIL, f"{db}: {exc}",
                      "copy the data dir aside and restore the database from the last sync")
-    if result != "ok":
-        return Check("database", FAIL, f"integrity check: {result}",
+    if health is None:
+        return Check("database", OK, f"no database yet ({db} is created by the first run)")
+    if health.integrity != "ok":
+        return Check("database", FAIL, f"integrity check: {health.integrity}",
                      "copy the data dir aside and restore the database from the last sync")
-    return Check("database", OK, f"{db} passes the integrity check ({sessions} sessions)")
+    return Check("database", OK, f"{db} passes the integrity check ({health.sessions} sessions)")
 
 
 def check_clock(profile: Profile, now: datetime | None = None) -> Check:
@@ -136,17 +136,14 @@ def check_clock(profile: Profile, now: datetime | None = None) -> Check:
     if now < EARLIEST_PLAUSIBLE:
         return Check("clock", FAIL, f"system time is {now:%Y-%m-%d}",
                      "set the date (`sudo date -s ...`) or fit an RTC; timestamps would be wrong")
-    db = profile.storage.data_dir / "hemascope.db"
-    if db.exists():
-        try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            newest = conn.execute("SELECT MAX(started_at) FROM sessions").fetchone()[0]
-            conn.close()
-        except sqlite3.DatabaseError:
-            newest = None
-        if newest and datetime.fromisoformat(newest) > now:
-            return Check("clock", FAIL, f"system time {now:%Y-%m-%d %H:%M} is before the newest "
-                         f"session ({newest[:16]})", "set the correct date and time")
+    try:
+        health = inspect_database(profile.storage.data_dir, integrity=False)
+    except sqlite3.DatabaseError:
+        health = None
+    newest = health.newest_start if health is not None else None
+    if newest and datetime.fromisoformat(newest) > now:
+        return Check("clock", FAIL, f"system time {now:%Y-%m-%d %H:%M} is before the newest "
+                     f"session ({newest[:16]})", "set the correct date and time")
     return Check("clock", OK, f"{now:%Y-%m-%d %H:%M} UTC")
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from edge.cli.options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
 from edge.cli.sync import bundle_app, sync_app
 from edge.core.errors import HemascopeError
+from edge.core.labels import FieldStatus
 
 app = typer.Typer(
     help="hemascope: count and classify blood cells on a microscope, offline.\n\n"
@@ -119,12 +120,10 @@ def run(
     from edge.storage.store import Store
 
     prof = load_with_data_dir(profile, data_dir)
-    detector = Detector(prof.model.detector, prof.backend.type, prof.backend.inference_threads(),
-                        prof.thresholds.confidence, prof.thresholds.iou, prof.model.input_size,
-                        prof.backend.delegate)
+    detector = Detector.from_config(prof.model, prof.backend, prof.thresholds)
     classifiers = FieldClassifiers(prof.classifiers, detector.classes)
     spec = source or prof.source.default
-    src = open_source(spec, prof)
+    src = open_source(spec, prof.source, prof.camera, prof.picamera)
     if prof.source.settle if settle is None else settle:
         from edge.capture.settle import SettledSource
 
@@ -142,7 +141,7 @@ def run(
 
         def on_field(_: str, outcome: FieldOutcome) -> None:
             nonlocal truth_known
-            if outcome.status != "counted":
+            if outcome.status is not FieldStatus.COUNTED:
                 skipped.append(f"{outcome.status} {outcome.origin}: {outcome.reason}")
             elif outcome.truth is None:
                 truth_known = False
@@ -227,14 +226,14 @@ def explain(
       hemascope explain 3f2a 12               # the ALL subtype scores of field 12
     """
     from edge.pipeline.explain import explain as explain_decision
+    from edge.storage import layout
     from edge.storage.store import Store
 
     prof = load_with_data_dir(profile, data_dir)
     store = Store.open(prof.storage.data_dir)
     sid = store.session(session)["id"]
-    target = image_out or store.evidence_dir(sid) / (
-        f"{field:05d}-cell{cell:03d}-explained.png" if cell is not None
-        else f"{field:05d}-field-explained.png")
+    target = image_out or store.data_dir / layout.explained(
+        layout.cell_input(sid, field, cell) if cell is not None else layout.field_input(sid, field))
     e = explain_decision(store, sid, field, cell, prof.classifiers.wbc_model,
                          prof.classifiers.all_model, target)
     out.print(f"{e.what}: stored {e.stored[0]} {e.stored[1]:.3f}, recomputed with {e.model} "

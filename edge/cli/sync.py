@@ -22,10 +22,10 @@ def _say(message: str) -> None:
 
 
 def _print_status(profile: Profile) -> None:
-    from edge.storage.outbox import Outbox
     from edge.storage.store import Store
+    from edge.sync.payload import outbox as payload_outbox
 
-    outbox = Outbox(Store.open(profile.storage.data_dir))
+    outbox = payload_outbox(Store.open(profile.storage.data_dir))
     counts = outbox.counts()
     out.print(f"hub {profile.sync.hub_url or '(sync.hub_url not set)'}  "
               f"last confirmed {outbox.last_sent_at() or 'never'}", highlight=False)
@@ -69,13 +69,13 @@ def sync(
     if status:
         _print_status(prof)
         return
-    from edge.storage.outbox import Outbox
     from edge.storage.store import Store
     from edge.sync.client import sync as run_sync
+    from edge.sync.payload import outbox as payload_outbox
 
     store = Store.open(prof.storage.data_dir)
     if retry_failed:
-        _say(f"{Outbox(store).retry_failed()} failed payloads queued again")
+        _say(f"{payload_outbox(store).retry_failed()} failed payloads queued again")
     report = run_sync(store, prof.sync, on_event=_say)
     out.print(f"{report.stored} stored, {report.duplicates} already at the hub, "
               f"{len(report.rejected)} rejected, {report.pending} pending", highlight=False)

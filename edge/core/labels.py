@@ -1,4 +1,7 @@
-"""Canonical class names shared by the device, training and export."""
+"""Canonical names shared by the device, the hub, training and export: cell classes and the
+status of fields and sessions."""
+
+from enum import StrEnum
 
 DETECTOR_CLASSES: tuple[str, ...] = ("WBC", "RBC", "Platelets")
 
@@ -13,3 +16,19 @@ def canonical_class(name: str) -> int:
         raise ValueError(
             f"unknown cell class {name!r}; expected one of {DETECTOR_CLASSES}"
         ) from None
+
+
+class FieldStatus(StrEnum):
+    """What became of a field: counted, rejected by quality control, or skipped (unreadable)."""
+
+    COUNTED = "counted"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+class SessionStatus(StrEnum):
+    """A session runs, then ends finished or interrupted (stopped early, fields kept)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.config import BackendConfig, ModelConfig, ThresholdsConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
@@ -73,6 +74,15 @@ class Detector:
         self.confidence = confidence if confidence is not None else \
             self.manifest.thresholds.confidence
         self.iou = iou if iou is not None else self.manifest.thresholds.iou
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, backend: BackendConfig,
+                    thresholds: ThresholdsConfig, threads: int | None = None) -> Detector:
+        """The detector of a profile's [model], [backend] and [thresholds] sections; `threads`
+        overrides the backend's intra-op threads."""
+        return cls(model.detector, backend.type,
+                   backend.inference_threads() if threads is None else threads,
+                   thresholds.confidence, thresholds.iou, model.input_size, backend.delegate)
 
     @property
     def sha256(self) -> str:

@@ -6,7 +6,6 @@ records the digest of the model that made it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edge.core.errors import HemascopeError
+from edge.core.files import file_sha256
 
 MANIFEST_FORMAT = "hemascope-model/1"
 
@@ -80,14 +80,6 @@ def manifest_path(model: Path) -> Path:
     return model.with_suffix(".json")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(model: Path, manifest: ModelManifest) -> Path:
     path = manifest_path(model)
     path.write_text(manifest.model_dump_json(indent=2) + "\n")
@@ -109,7 +101,7 @@ def load_verified(model: Path) -> ModelManifest:
         first = str(exc).splitlines()[0]
         raise HemascopeError(f"manifest {mpath} is invalid: {first}",
                              "restore the manifest that came with the model") from exc
-    actual = sha256_file(model)
+    actual = file_sha256(model)
     if actual != manifest.sha256:
         raise HemascopeError(
             f"model {model.name} sha256 {actual[:12]}… does not match its manifest "

@@ -3,13 +3,13 @@ the exact inputs the classifiers saw."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.core.detections import Detections
+from edge.core.files import write_bytes_atomic
 
 # BGR colours per class index: WBC purple, RBC red, platelets teal.
 _COLOURS = ((200, 40, 160), (40, 40, 220), (160, 160, 0))
@@ -54,21 +54,6 @@ def encode_image(suffix: str, image: np.ndarray, jpeg_quality: int = 90) -> byte
     if not ok:
         raise OSError(f"{suffix} encoding failed")
     return buf.tobytes()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that a crash never leaves a half-written file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-        raise
 
 
 def write_image_atomic(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:

@@ -1,10 +1,5 @@
-"""Why a classifier decided what it did: occlusion sensitivity on the exact stored input.
-
-Each square patch of the input is covered in turn with the image's mean colour; the drop in
-the probability of the decided class is credited to the pixels of that patch. Areas whose
-covering costs the most are what the decision rested on. It needs only the ONNX model (no
-gradients, no torch), so it runs on the device.
-"""
+"""Why a classifier decided what it did: the occlusion map (`edge.inference.occlusion`) of
+the exact input it saw, read back from the session's evidence, beside the stored decision."""
 
 from __future__ import annotations
 
@@ -14,46 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from edge.core.errors import HemascopeError
+from edge.core.labels import FieldStatus
 from edge.inference.classifier import Classifier
+from edge.inference.occlusion import occlusion_map, overlay
 from edge.pipeline.evidence import write_image_atomic
+from edge.storage import layout
 from edge.storage.store import Store
-
-
-def occlusion_map(classifier: Classifier, image_rgb: np.ndarray, class_id: int,
-                  patch: int, stride: int) -> np.ndarray:
-    """(H, W) float32: mean probability drop of `class_id` when each pixel is covered."""
-    h, w = image_rgb.shape[:2]
-    base = float(classifier.probabilities([image_rgb])[0][class_id])
-    fill = image_rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-    drop = np.zeros((h, w), np.float32)
-    hits = np.zeros((h, w), np.float32)
-    for top in range(0, max(1, h - patch + stride), stride):
-        for left in range(0, max(1, w - patch + stride), stride):
-            covered = image_rgb.copy()
-            covered[top:top + patch, left:left + patch] = fill
-            p = float(classifier.probabilities([covered])[0][class_id])
-            drop[top:top + patch, left:left + patch] += base - p
-            hits[top:top + patch, left:left + patch] += 1
-    return drop / np.maximum(hits, 1)
-
-
-def overlay(image_rgb: np.ndarray, heat: np.ndarray, caption: str, scale: int = 3) -> np.ndarray:
-    """BGR picture: the input beside the input tinted by `heat` (red: decision rested here;
-    the colour scale spans 0 to the largest drop), with a caption under both."""
-    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    norm = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
-    colour = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    blend = cv2.addWeighted(bgr, 0.5, colour, 0.5, 0)
-    size = (bgr.shape[1] * scale, bgr.shape[0] * scale)
-    pair = np.hstack([cv2.resize(im, size, interpolation=cv2.INTER_NEAREST)
-                      for im in (bgr, blend)])
-    band = np.full((28, pair.shape[1], 3), 255, np.uint8)
-    cv2.putText(band, caption, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    return np.vstack([pair, band])
 
 
 @dataclass(frozen=True)
@@ -86,11 +49,10 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
     """Occlusion map of a stored WBC decision (`cell` given) or ALL field decision."""
     session = store.session(session_id)
     rows = [f for f in store.fields(session["id"]) if f["idx"] == field_idx]
-    if not rows or rows[0]["status"] != "counted":
+    if not rows or rows[0]["status"] != FieldStatus.COUNTED:
         raise HemascopeError(f"field {field_idx} of session {session['id'][:12]} was not counted",
                              "pick a counted field from `hemascope report`")
     field = rows[0]
-    evidence = store.evidence_dir(session["id"])
     if cell is not None:
         cells = store.cells(session["id"], field_idx)
         if not 0 <= cell < len(cells) or cells[cell]["label"] is None:
@@ -114,7 +76,7 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
             raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
                                  "was off)", "explanations need the stored classifier input")
         classifier = _classifier_for(session, "all_subtype", all_model)
-        source = evidence / f"{field_idx:05d}-field.png"
+        source = store.data_dir / layout.field_input(session["id"], field_idx)
         probs = json.loads(field["subtype_json"])
         best = max(probs, key=probs.get)
         stored = (best, float(probs[best]))

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edge.core.labels import FieldStatus
 from edge.storage.store import Store
 
 REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for review
@@ -36,7 +37,7 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
     fields = store.fields(s["id"])
     per_field = store.field_counts(s["id"])
     totals = store.totals(s["id"])
-    counted = [f for f in fields if f["status"] == "counted"]
+    counted = [f for f in fields if f["status"] == FieldStatus.COUNTED]
     subtypes = [json.loads(f["subtype_json"]) for f in counted if f["subtype_json"]]
 
     def median(key: str) -> float | None:
@@ -63,8 +64,8 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
                                  for k in subtypes[0]},
         } if subtypes else None,
         "fields_counted": len(counted),
-        "fields_rejected": sum(f["status"] == "rejected" for f in fields),
-        "fields_skipped": sum(f["status"] == "skipped" for f in fields),
+        "fields_rejected": sum(f["status"] == FieldStatus.REJECTED for f in fields),
+        "fields_skipped": sum(f["status"] == FieldStatus.SKIPPED for f in fields),
         "totals": {c: int(totals.get(c, 0)) for c in classes},
         "mean_per_field": {c: round(totals.get(c, 0) / len(counted), 3) if counted else None
                            for c in classes},

@@ -1,27 +1,24 @@
-"""The sync outbox: immutable, versioned session payloads waiting for the clinic hub.
+"""The sync outbox: immutable, versioned payloads (opaque bytes) waiting for the clinic hub.
 
-Finishing a session enqueues its payload in the same SQLite transaction (see
-`Store.finish_session`), so a finished session without a payload cannot exist. A payload is
-canonical JSON (sorted keys, fixed separators, ASCII), so the device and the hub can prove
-they hold the same bytes by sha256. Rows are never rewritten: a trigger refuses changes to
-a payload's bytes, and an amended session gets a new version.
+Finishing a session enqueues its payload in the same SQLite transaction
+(`edge.pipeline.session.finish_session`), so a finished session without a payload cannot
+exist. The payload bytes are made by the caller (`edge.sync.payload`); here they are only
+kept, compared and handed out. Rows are never rewritten: a trigger refuses changes to a
+payload's bytes, and an amended session gets a new version.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from edge.config import SyncConfig
-from edge.report.summary import session_summary
-from edge.storage.store import Store, utc_now
+from edge.core.files import utc_now
+from edge.core.labels import SessionStatus
+from edge.storage.store import Store
 
-PAYLOAD_SCHEMA = "hemascope.session.v1"
+PayloadFor = Callable[[str, int], bytes]  # (key, version) -> the payload's bytes
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS outbox (
@@ -49,106 +46,6 @@ _DDL = (
 )
 
 
-def ensure_schema(store: Store) -> None:
-    """Create the outbox and its guards (call inside a transaction).
-
-    On a database older than the outbox, every session that ended before it existed is
-    enqueued too, so an upgraded device syncs its history once.
-    """
-    existed = store.conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
-    for statement in _DDL:
-        store.conn.execute(statement)
-    if not existed:
-        for row in store.conn.execute("SELECT id FROM sessions WHERE status != 'running'"
-                                      " ORDER BY started_at").fetchall():
-            enqueue(store, row["id"])
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The one byte form of a payload: sorted keys, no spaces, ASCII, no NaN."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
-
-
-def _evidence(store: Store, summary: dict[str, Any], sync: dict[str, Any]) -> dict[str, Any] | None:
-    """Evidence JPEGs (base64) up to the session profile's sync.evidence_max_kb, or None."""
-    defaults = SyncConfig()
-    if not sync.get("evidence", defaults.evidence):
-        return None
-    cap = int(sync.get("evidence_max_kb", defaults.evidence_max_kb)) * 1024
-    images: dict[str, str] = {}
-    omitted: list[str] = []
-    used = 0
-    for field in summary["fields"]:
-        rel = field["evidence"]
-        if rel is None:
-            continue
-        try:
-            data = (store.data_dir / rel).read_bytes()
-        except OSError:
-            omitted.append(rel)
-            continue
-        if used + len(data) > cap:
-            omitted.append(rel)
-            continue
-        used += len(data)
-        images[rel] = base64.b64encode(data).decode("ascii")
-    return {"max_kb": cap // 1024, "images": images, "omitted": omitted}
-
-
-def build_payload(store: Store, session_id: str, version: int) -> dict[str, Any]:
-    """Everything the hub keeps about a session: summary, fields with cells (and the WBC
-    differential's label of each classified cell), every model digest involved."""
-    session = store.session(session_id)
-    summary = session_summary(store, session_id)
-    profile = json.loads(session["profile_json"])
-    fields = []
-    digests = {session["model_sha256"], *(c["sha256"] for c in summary["classifiers"])}
-    for f in store.fields(session_id):
-        digests.add(f["model_sha256"])
-        rows = store.conn.execute("SELECT * FROM cells WHERE field_id = ? ORDER BY id",
-                                  (f["id"],)).fetchall()
-        field: dict[str, Any] = {
-            "idx": f["idx"], "captured_at": f["captured_at"], "width": f["width"],
-            "height": f["height"], "model_sha256": f["model_sha256"],
-            "cells": [[c["class_name"], round(c["confidence"], 5), round(c["x1"], 2),
-                       round(c["y1"], 2), round(c["x2"], 2), round(c["y2"], 2)] for c in rows],
-            "timings_ms": {k: f[f"{k}_ms"] for k in ("decode", "preprocess", "infer",
-                                                     "postprocess")},
-        }
-        labels = [[i, c["label"], round(c["label_score"], 5)]
-                  for i, c in enumerate(rows) if c["label"] is not None]
-        if labels:  # [index in cells, class, score]; absent when no cell was classified
-            field["labels"] = labels
-        fields.append(field)
-    return {
-        "schema": PAYLOAD_SCHEMA, "key": session["id"], "version": version,
-        "summary": summary, "profile": profile, "model_digests": sorted(digests),
-        "fields": fields, "evidence": _evidence(store, summary, profile.get("sync") or {}),
-    }
-
-
-def enqueue(store: Store, session_id: str) -> int | None:
-    """Add the session's payload as its next version; None if the latest version is identical.
-
-    Call it inside the transaction that changes the session, so both commit or neither.
-    """
-    conn = store.conn
-    ensure_schema(store)
-    latest = conn.execute("SELECT version, body FROM outbox WHERE payload_key = ?"
-                          " ORDER BY version DESC LIMIT 1", (session_id,)).fetchone()
-    if latest is not None and canonical_json(
-            build_payload(store, session_id, latest["version"])) == latest["body"]:
-        return None
-    version = 1 if latest is None else latest["version"] + 1
-    body = canonical_json(build_payload(store, session_id, version))
-    conn.execute("INSERT INTO outbox (payload_key, version, sha256, body, created_at)"
-                 " VALUES (?, ?, ?, ?, ?)",
-                 (session_id, version, hashlib.sha256(body).hexdigest(), body, utc_now()))
-    return version
-
-
 @dataclass(frozen=True)
 class Item:
     """One payload version as it travels: key, version, sha256 and the exact bytes."""
@@ -161,12 +58,46 @@ class Item:
 
 
 class Outbox:
-    """Reads and state changes of the outbox; each change is its own short transaction."""
+    """The outbox of a store. `enqueue` runs inside the caller's transaction; every other
+    change is its own short transaction."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, payload: PayloadFor) -> None:
         self.store = store
-        with store.transaction():
-            ensure_schema(store)
+        self.payload = payload
+        if store.conn.in_transaction:  # opened to queue a payload with a session change
+            self._ensure_schema()
+        else:
+            with store.transaction():
+                self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Create the outbox and its guards. On a database older than the outbox, every
+        session that ended before it existed is enqueued too, so an upgraded device syncs its
+        history once."""
+        conn = self.store.conn
+        existed = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+        for statement in _DDL:
+            conn.execute(statement)
+        if not existed:
+            for row in conn.execute("SELECT id FROM sessions WHERE status != ?"
+                                    " ORDER BY started_at", (SessionStatus.RUNNING,)).fetchall():
+                self.enqueue(row["id"])
+
+    def enqueue(self, key: str) -> int | None:
+        """Add the payload of `key` as its next version; None if the latest version's bytes
+        are the same. Call it inside the transaction that changes what the payload shows."""
+        conn = self.store.conn
+        latest = conn.execute("SELECT version, body FROM outbox WHERE payload_key = ?"
+                              " ORDER BY version DESC LIMIT 1", (key,)).fetchone()
+        if latest is not None and self.payload(key, latest["version"]) == latest["body"]:
+            return None
+        version = 1 if latest is None else latest["version"] + 1
+        body = self.payload(key, version)
+        conn.execute("INSERT INTO outbox (payload_key, version, sha256, body, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)",
+                     (key, version, hashlib.sha256(body).hexdigest(), body, utc_now()))
+        return version
 
     def _item(self, row_id: int) -> Item:
         r = self.store.conn.execute("SELECT id, payload_key, version, sha256, body FROM outbox"

@@ -14,13 +14,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
+from edge.core.files import utc_now
+from edge.core.labels import FieldStatus, SessionStatus
+from edge.core.records import FieldRecord
+from edge.storage import layout
 
 SCHEMA_VERSION = 3
+
+
+def _in(values: type[SessionStatus] | type[FieldStatus]) -> str:
+    """An SQL list of an enum's values: 'a', 'b', 'c'."""
+    return ", ".join(f"'{v}'" for v in values)
+
 
 # Columns added after schema 2 (a v2 database is upgraded in place, nothing is rewritten).
 _V3_COLUMNS = (
@@ -32,7 +40,7 @@ _V3_COLUMNS = (
     ("cells", "crop_path TEXT"),
 )
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     sample_id TEXT NOT NULL,
@@ -47,7 +55,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     hemascope_version TEXT NOT NULL,
     started_at TEXT NOT NULL,
     ended_at TEXT,
-    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'interrupted'))
+    status TEXT NOT NULL CHECK (status IN ({_in(SessionStatus)}))
 );
 CREATE TABLE IF NOT EXISTS fields (
     id INTEGER PRIMARY KEY,
@@ -55,7 +63,7 @@ CREATE TABLE IF NOT EXISTS fields (
     idx INTEGER NOT NULL,
     origin TEXT NOT NULL,
     captured_at TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('counted', 'rejected', 'skipped')),
+    status TEXT NOT NULL CHECK (status IN ({_in(FieldStatus)})),
     reason TEXT,
     qc_json TEXT,
     width INTEGER,
@@ -94,28 +102,31 @@ CREATE INDEX IF NOT EXISTS cells_field ON cells(field_id);
 """
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 @dataclass(frozen=True)
-class FieldRecord:
-    """Everything stored for one field of view."""
+class DatabaseHealth:
+    """A read-only look at the device database (`hemascope doctor`)."""
 
-    idx: int
-    origin: str
-    captured_at: str
-    status: str  # "counted", "rejected" (quality control) or "skipped" (unreadable)
-    reason: str | None = None
-    width: int | None = None
-    height: int | None = None
-    detections: Detections | None = None
-    evidence_path: str | None = None
-    timings_ms: dict[str, float] | None = None
-    qc: dict[str, float] | None = None  # quality-control scores
-    # second stage: {cell row: (differential class, score, crop file)} and ALL probabilities
-    cell_labels: dict[int, tuple[str, float, str | None]] | None = None
-    subtype: dict[str, float] | None = None
+    path: Path
+    integrity: str | None  # "ok" or the first problem SQLite found; None: not checked
+    sessions: int
+    newest_start: str | None  # started_at of the newest session
+
+
+def inspect_database(data_dir: Path, integrity: bool = True) -> DatabaseHealth | None:
+    """Look at the database without changing it (nothing is created or upgraded), with
+    SQLite's integrity check if `integrity`; None if there is none yet. Raises
+    sqlite3.DatabaseError when it cannot be read."""
+    db = data_dir / layout.DATABASE
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        verdict = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else None
+        sessions, newest = conn.execute("SELECT COUNT(*), MAX(started_at) FROM sessions"
+                                        ).fetchone()
+    finally:
+        conn.close()
+    return DatabaseHealth(db, verdict, sessions, newest)
 
 
 class Store:
@@ -139,7 +150,7 @@ class Store:
             ) from None
         # The runner's writer thread stores fields while the main thread runs the model; the
         # connection is used by one thread at a time (start -> writer -> finish).
-        conn = sqlite3.connect(data_dir / "hemascope.db", isolation_level=None,
+        conn = sqlite3.connect(data_dir / layout.DATABASE, isolation_level=None,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -149,13 +160,13 @@ class Store:
         if version > SCHEMA_VERSION:
             conn.close()
             raise HemascopeError(
-                f"database {data_dir / 'hemascope.db'} has schema {version}, written by a newer "
+                f"database {data_dir / layout.DATABASE} has schema {version}, written by a newer "
                 f"hemascope (this one reads up to {SCHEMA_VERSION})",
                 "upgrade hemascope on this device; the database is untouched")
         if version not in (0, 2, SCHEMA_VERSION):
             conn.close()
             raise HemascopeError(
-                f"database {data_dir / 'hemascope.db'} has schema {version}, this hemascope "
+                f"database {data_dir / layout.DATABASE} has schema {version}, this hemascope "
                 f"uses {SCHEMA_VERSION} (a pre-release database)",
                 "sync or export it with the hemascope that made it, then move it aside",
             )
@@ -181,7 +192,7 @@ class Store:
         self.conn.execute("COMMIT")
 
     def evidence_dir(self, session_id: str) -> Path:
-        return self.data_dir / "evidence" / session_id
+        return self.data_dir / layout.evidence_dir(session_id)
 
     def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
                       profile_json: str, source: str, model_file: str, model_sha256: str,
@@ -192,10 +203,10 @@ class Store:
             conn.execute(
                 "INSERT INTO sessions (id, sample_id, operator, profile_name, profile_json, source,"
                 " model_file, model_sha256, classes_json, classifiers_json, hemascope_version,"
-                " started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                " started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, sample_id, operator, profile_name, profile_json, source, model_file,
                  model_sha256, json.dumps(classes), json.dumps(classifiers or []), version,
-                 utc_now()),
+                 utc_now(), SessionStatus.RUNNING),
             )
         return session_id
 
@@ -239,16 +250,11 @@ class Store:
             raise _storage_error(exc, self.data_dir) from None
         return field_id
 
-    def finish_session(self, session_id: str, status: str = "finished") -> None:
-        """Set the final status and enqueue the sync payload: both commit, or neither."""
-        from edge.storage.outbox import (
-            enqueue,  # outbox builds on report, which imports this module
-        )
-
-        with self.transaction() as conn:
-            conn.execute("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?",
-                         (utc_now(), status, session_id))
-            enqueue(self, session_id)
+    def end_session(self, session_id: str, status: SessionStatus) -> None:
+        """Set the end time and final status, inside the caller's transaction (which also
+        queues the session's payload: `edge.pipeline.session.finish_session`)."""
+        self.conn.execute("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?",
+                          (utc_now(), status, session_id))
 
     def add_telemetry(self, session_id: str, data: dict) -> None:
         with self.transaction() as conn:
@@ -260,15 +266,12 @@ class Store:
             "SELECT at, data_json FROM telemetry WHERE session_id = ? ORDER BY id", (session_id,))]
 
     def sessions(self) -> list[sqlite3.Row]:
+        """Every session, newest first, with its number of fields of each status."""
+        per_status = ", ".join(f"(SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
+                               f" AND f.status = '{status}') AS {status}"
+                               for status in FieldStatus)
         return self.conn.execute(
-            "SELECT s.*, (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
-            "  AND f.status = 'counted') AS counted,"
-            " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
-            "  AND f.status = 'skipped') AS skipped,"
-            " (SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
-            "  AND f.status = 'rejected') AS rejected"
-            " FROM sessions s ORDER BY s.started_at DESC"
-        ).fetchall()
+            f"SELECT s.*, {per_status} FROM sessions s ORDER BY s.started_at DESC").fetchall()
 
     def session(self, session_id: str) -> sqlite3.Row:
         rows = self.conn.execute("SELECT * FROM sessions WHERE id LIKE ?",
@@ -298,8 +301,8 @@ class Store:
         fields."""
         return self.conn.execute(
             "SELECT c.label, c.label_score FROM cells c JOIN fields f ON f.id = c.field_id"
-            " WHERE f.session_id = ? AND f.status = 'counted' AND c.label IS NOT NULL"
-            " ORDER BY f.idx, c.id", (session_id,)).fetchall()
+            " WHERE f.session_id = ? AND f.status = ? AND c.label IS NOT NULL"
+            " ORDER BY f.idx, c.id", (session_id, FieldStatus.COUNTED)).fetchall()
 
     def cells(self, session_id: str, idx: int) -> list[sqlite3.Row]:
         """The stored cells of field `idx`, in detection order."""
@@ -311,8 +314,8 @@ class Store:
         """Per-class totals over the session's counted fields (summed by SQLite)."""
         return {row["class_name"]: row["total"] for row in self.conn.execute(
             "SELECT c.class_name, SUM(c.count) AS total FROM field_counts c JOIN fields f"
-            " ON f.id = c.field_id WHERE f.session_id = ? AND f.status = 'counted'"
-            " GROUP BY c.class_name", (session_id,))}
+            " ON f.id = c.field_id WHERE f.session_id = ? AND f.status = ?"
+            " GROUP BY c.class_name", (session_id, FieldStatus.COUNTED))}
 
 
 def _upgrade_from_v2(conn: sqlite3.Connection) -> None:

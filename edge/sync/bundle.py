@@ -14,18 +14,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from edge.core.errors import HemascopeError
-from edge.storage.outbox import Outbox, canonical_json
-from edge.storage.store import Store, utc_now
+from edge.core.files import file_sha256, utc_now, write_atomic, write_bytes_atomic
+from edge.storage.store import Store
 from edge.sync.client import bundle_key, device_id
+from edge.sync.models import canonical_json
+from edge.sync.payload import outbox as payload_outbox
 
 BUNDLE_FORMAT = "hemascope.bundle.v1"
 RECEIPT_FORMAT = "hemascope.receipt.v1"
@@ -52,30 +53,17 @@ def _sign(key: bytes, data: bytes) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def export_bundle(store: Store, token: str, dest: Path) -> tuple[Path, int] | None:
     """Write every pending payload into a signed bundle in dest; None if nothing is pending."""
-    outbox = Outbox(store)
+    outbox = payload_outbox(store)
     if not outbox.counts()["pending"]:
         return None
     device = device_id(token)
     entries: list[dict[str, Any]] = []
     ids: list[int] = []
 
-    def write(tmp: Path) -> None:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
             for item in outbox.pending():  # one payload in memory at a time
                 member = f"payloads/{item.key}.v{item.version}.json"
                 entry = {"key": item.key, "version": item.version, "sha256": item.sha256,
@@ -92,10 +80,9 @@ def export_bundle(store: Store, token: str, dest: Path) -> tuple[Path, int] | No
         dest.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = dest / f"hemascope-{device}-{stamp}.zip"
-        _write_atomic(path, write)
-        digest = _file_sha256(path)
-        _write_atomic(path.with_name(path.name + ".sha256"),
-                      lambda tmp: tmp.write_text(f"{digest}  {path.name}\n"))
+        write_atomic(path, write)
+        write_bytes_atomic(path.with_name(path.name + ".sha256"),
+                           f"{file_sha256(path)}  {path.name}\n".encode())
     except OSError as exc:
         raise HemascopeError(f"cannot write the bundle to {dest} ({exc.strerror})",
                              "check that the stick is mounted, writable and not full") from None
@@ -122,7 +109,7 @@ def read_bundle(path: Path, key_for: Callable[[str], bytes]) -> Bundle:
     """
     side = path.with_name(path.name + ".sha256")
     try:
-        if side.exists() and side.read_text().split()[0] != _file_sha256(path):
+        if side.exists() and side.read_text().split()[0] != file_sha256(path):
             raise HemascopeError(f"{path.name} does not match its .sha256 (damaged copy)",
                                  _EXPORT_AGAIN)
         zf = zipfile.ZipFile(path)
@@ -166,7 +153,7 @@ def write_receipt(path: Path, bundle_name: str, device: str, key: bytes,
            "accepted": [{"key": i.key, "version": i.version, "sha256": i.sha256}
                         for i in accepted]}
     body = canonical_json({"receipt": doc, "signature": _sign(key, canonical_json(doc))})
-    _write_atomic(path, lambda tmp: tmp.write_bytes(body))
+    write_bytes_atomic(path, body)
 
 
 def apply_receipt(store: Store, token: str, path: Path) -> int:
@@ -187,4 +174,4 @@ def apply_receipt(store: Store, token: str, path: Path) -> int:
     if receipt["device_id"] != device_id(token) or not hmac.compare_digest(
             signature, _sign(bundle_key(token), canonical_json(receipt))):
         raise HemascopeError(f"{path.name} is not signed for this device", fix)
-    return Outbox(store).mark_sent(confirmed, utc_now(), "receipt")
+    return payload_outbox(store).mark_sent(confirmed, utc_now(), "receipt")

@@ -14,7 +14,6 @@ import hmac
 import http.client
 import ipaddress
 import json
-import os
 import random
 import re
 import ssl
@@ -31,8 +30,10 @@ from typing import Any
 from edge import __version__
 from edge.config import SyncConfig
 from edge.core.errors import HemascopeError
+from edge.core.files import utc_now, write_bytes_atomic
 from edge.storage.outbox import Item, Outbox
-from edge.storage.store import Store, utc_now
+from edge.storage.store import Store
+from edge.sync.payload import outbox as payload_outbox
 
 TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]{32,256}$")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -78,15 +79,7 @@ def write_token(path: Path, token: str) -> None:
     """Write the token atomically, readable by its owner only (0600)."""
     device_id(token)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, token.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, token.encode() + b"\n", mode=0o600)
 
 
 def endpoint(hub_url: str | None) -> str:
@@ -265,7 +258,7 @@ def sync(store: Store, cfg: SyncConfig, on_event: Callable[[str], None] | None =
         raise HemascopeError(f"cannot read sync.ca_file {cfg.ca_file} ({exc.strerror})",
                              "point sync.ca_file at the hub's CA certificate (PEM)") from None
     emit = on_event or (lambda _: None)
-    outbox = Outbox(store)
+    outbox = payload_outbox(store)
     report = SyncReport()
     batch_size, failures = cfg.batch_size, 0
     with _lock(store.data_dir):

@@ -6,8 +6,8 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from edge.storage.outbox import canonical_json
 from edge.storage.store import Store
+from edge.sync.models import canonical_json
 from tests.conftest import run_cli
 from tests.synchelp import (
     amend,

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from edge.core.detections import Detections
-from edge.storage.outbox import Outbox, canonical_json, enqueue
-from edge.storage.store import FieldRecord, Store
+from edge.core.labels import SessionStatus
+from edge.core.records import FieldRecord
+from edge.pipeline.session import finish_session
+from edge.storage.store import Store
+from edge.sync.models import canonical_json
+from edge.sync.payload import outbox
 from hub.payloads import Rejected, validate
 from tests.synchelp import CLASSES, MODEL_SHA, amend, device_rows, make_sessions
 
@@ -40,11 +44,11 @@ def test_finishing_enqueues_a_canonical_payload_that_the_hub_accepts(tmp_path):
 def test_enqueue_failure_rolls_back_the_finish(tmp_path):
     store = Store.open(tmp_path)
     sid = _session(store)
-    Outbox(store)
+    outbox(store)
     store.conn.execute("CREATE TRIGGER no_room BEFORE INSERT ON outbox"
                        " BEGIN SELECT RAISE(ABORT, 'outbox full'); END")
     with pytest.raises(sqlite3.DatabaseError, match="outbox full"):
-        store.finish_session(sid)
+        finish_session(store, sid)
     assert store.session(sid)["status"] == "running"
     assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
@@ -77,7 +81,7 @@ def test_interrupted_sessions_are_enqueued_too(tmp_path):
     sid = _session(store)
     store.add_field(sid, MODEL_SHA, CLASSES, FieldRecord(idx=0, origin="a", captured_at="t",
                                                          status="skipped", reason="dark"))
-    store.finish_session(sid, "interrupted")
+    finish_session(store, sid, SessionStatus.INTERRUPTED)
     body = device_rows(tmp_path)[(sid, 1)][1]
     assert json.loads(body)["summary"]["status"] == "interrupted"
 
@@ -93,7 +97,7 @@ def test_evidence_is_off_by_default_and_capped_when_on(tmp_path):
         (tmp_path / rel).write_bytes(images[rel])
         store.add_field(sid, MODEL_SHA, CLASSES, FieldRecord(
             idx=i, origin="a", captured_at="t", status="skipped", reason="x", evidence_path=rel))
-    store.finish_session(sid)
+    finish_session(store, sid)
     evidence = json.loads(device_rows(tmp_path)[(sid, 1)][1])["evidence"]
     assert evidence["max_kb"] == 100 and len(evidence["images"]) == 2
     assert evidence["omitted"] == [f"evidence/{sid}/00002.jpg"]
@@ -141,7 +145,7 @@ def test_enqueue_inside_another_transaction_commits_with_it(tmp_path):
     store = Store.open(tmp_path)
     with pytest.raises(RuntimeError), store.transaction() as conn:
         conn.execute("UPDATE sessions SET operator = 'x' WHERE id = ?", (sid,))
-        assert enqueue(store, sid) == 2
+        assert outbox(store).enqueue(sid) == 2
         raise RuntimeError("power cut before commit")
     assert list(device_rows(tmp_path)) == [(sid, 1)]
 
@@ -152,9 +156,9 @@ def test_sessions_finished_before_the_outbox_existed_are_enqueued_once(tmp_path)
     store = Store.open(tmp_path)
     store.conn.execute("DROP TABLE outbox")  # a database from before sync existed
     running = _session(store)
-    Outbox(store)
+    outbox(store)
     assert device_rows(tmp_path) == before  # same versions, same bytes; running one waits
-    store.finish_session(running)
+    finish_session(store, running)
     assert set(device_rows(tmp_path)) == set(before) | {(running, 1)}
 
 
@@ -173,7 +177,7 @@ def _classified_session(tmp_path) -> tuple[str, bytes, str]:
         idx=0, origin="f0.jpg", captured_at="2026-11-24T08:00:00", status="counted", width=640,
         height=480, detections=det, cell_labels={0: ("lymphocyte", 0.91, None),
                                                  2: ("monocyte", 0.55, None)}))
-    store.finish_session(sid, "finished")
+    finish_session(store, sid, SessionStatus.FINISHED)
     store.close()
     sha, body = device_rows(tmp_path)[(sid, 1)][:2]
     return sid, body, sha

@@ -1,0 +1,47 @@
+"""Small file and time helpers: atomic writes, file digests, UTC timestamps (stdlib only)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with milliseconds (how every stored time reads)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write_atomic(path: Path, fill: Callable[[BinaryIO], object], mode: int = 0o666) -> None:
+    """Write a file so that a crash never leaves a half-written file under its name.
+
+    `fill` writes a new temporary file beside `path` (created with `mode`, less the umask),
+    which is synced to disk and renamed over `path`; on any error it is removed (a full disk
+    leaves nothing behind).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)  # left by a killed process: O_EXCL then applies `mode`
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """`write_atomic` of a bytes value."""
+    write_atomic(path, lambda fh: fh.write(data), mode)

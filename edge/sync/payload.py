@@ -1,0 +1,87 @@
+"""A session's sync payload, built from the store through the wire models the hub validates.
+
+Each version is canonical JSON and queued in the outbox (`edge.storage.outbox`) in the
+transaction that finishes or amends the session, so both commit or neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from edge.config import SyncConfig
+from edge.report.summary import session_summary
+from edge.storage.outbox import Outbox
+from edge.storage.store import Store
+from edge.sync.models import PAYLOAD_SCHEMA, SessionPayload, canonical_json
+
+TIMED_STEPS = ("decode", "preprocess", "infer", "postprocess")
+
+
+def _evidence(store: Store, summary: dict[str, Any], sync: dict[str, Any]) -> dict[str, Any] | None:
+    """Evidence JPEGs (base64) up to the session profile's sync.evidence_max_kb, or None."""
+    defaults = SyncConfig()
+    if not sync.get("evidence", defaults.evidence):
+        return None
+    cap = int(sync.get("evidence_max_kb", defaults.evidence_max_kb)) * 1024
+    images: dict[str, str] = {}
+    omitted: list[str] = []
+    used = 0
+    for field in summary["fields"]:
+        rel = field["evidence"]
+        if rel is None:
+            continue
+        try:
+            data = (store.data_dir / rel).read_bytes()
+        except OSError:
+            omitted.append(rel)
+            continue
+        if used + len(data) > cap:
+            omitted.append(rel)
+            continue
+        used += len(data)
+        images[rel] = base64.b64encode(data).decode("ascii")
+    return {"max_kb": cap // 1024, "images": images, "omitted": omitted}
+
+
+def build_payload(store: Store, session_id: str, version: int) -> SessionPayload:
+    """Everything the hub keeps about a session: summary, fields with cells (and the WBC
+    differential's label of each classified cell), every model digest involved."""
+    session = store.session(session_id)
+    summary = session_summary(store, session_id)
+    profile = json.loads(session["profile_json"])
+    fields = []
+    digests = {session["model_sha256"], *(c["sha256"] for c in summary["classifiers"])}
+    for f in store.fields(session_id):
+        digests.add(f["model_sha256"])
+        rows = store.cells(session_id, f["idx"])
+        field: dict[str, Any] = {
+            "idx": f["idx"], "captured_at": f["captured_at"], "width": f["width"],
+            "height": f["height"], "model_sha256": f["model_sha256"],
+            "cells": [[c["class_name"], round(c["confidence"], 5), round(c["x1"], 2),
+                       round(c["y1"], 2), round(c["x2"], 2), round(c["y2"], 2)] for c in rows],
+            "timings_ms": {k: f[f"{k}_ms"] for k in TIMED_STEPS},
+        }
+        labels = [[i, c["label"], round(c["label_score"], 5)]
+                  for i, c in enumerate(rows) if c["label"] is not None]
+        if labels:  # [index in cells, class, score]; absent when no cell was classified
+            field["labels"] = labels
+        fields.append(field)
+    return SessionPayload.model_validate({
+        "schema": PAYLOAD_SCHEMA, "key": session["id"], "version": version,
+        "summary": summary, "profile": profile, "model_digests": sorted(digests),
+        "fields": fields, "evidence": _evidence(store, summary, profile.get("sync") or {}),
+    })
+
+
+def payload_bytes(store: Store, session_id: str, version: int) -> bytes:
+    """The payload as it travels: canonical JSON of exactly the keys the device set."""
+    payload = build_payload(store, session_id, version)
+    return canonical_json(payload.model_dump(mode="json", by_alias=True, exclude_unset=True))
+
+
+def outbox(store: Store) -> Outbox:
+    """The device's outbox, queueing payloads built here."""
+    return Outbox(store, lambda key, version: payload_bytes(store, key, version))
+
