@@ -6,6 +6,7 @@ runs with no profile at all on a machine without a camera.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -250,6 +251,19 @@ class Profile(_Section):
     sync: SyncConfig = SyncConfig()
 
 
+def _close_key(loc: tuple[int | str, ...]) -> str | None:
+    """The known key nearest to a mistyped one ('camera.widht' -> 'camera.width'), if any."""
+    model: type[BaseModel] = Profile
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type)
+                                 and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return ".".join([*map(str, loc[:-1]), close[0]]) if close else None
+
+
 def load_profile(path: Path | None) -> Profile:
     """Load and validate a profile; None gives the built-in workstation-dev defaults.
 
@@ -272,8 +286,10 @@ def load_profile(path: Path | None) -> Profile:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
+        close = _close_key(err["loc"]) if err["type"] == "extra_forbidden" else None
+        fix = f"did you mean '{close}'? " if close else ""
         raise HemascopeError(f"profile {path}: field '{where}': {message}",
-                             "fix or remove that field (see docs/profiles.md)") from None
+                             f"{fix}fix or remove that field (see docs/profiles.md)") from None
     base = path.resolve().parent
     for section, key in (("model", "detector"), ("classifiers", "wbc_model"),
                          ("classifiers", "all_model"), ("storage", "data_dir"),

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.core.files import file_sha256
 from edge.inference.yolo import letterbox_tensor
 
 RECOMMENDED_IMAGES = 300
@@ -18,7 +19,7 @@ RECOMMENDED_IMAGES = 300
 
 def content_digest(paths: Iterable[Path]) -> str:
     """sha256 over the sorted content hashes of files (their names and order do not matter)."""
-    hashes = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths)
+    hashes = sorted(file_sha256(p) for p in paths)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
 
 

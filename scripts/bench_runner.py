@@ -35,6 +35,7 @@ import onnxruntime
 
 from edge.capture.folder import IMAGE_SUFFIXES, FolderSource, read_image
 from edge.config import Profile
+from edge.core.labels import WBC
 from edge.inference.detector import Detector, Prepared, Timed
 from edge.inference.yolo import letterbox_tensor
 from edge.pipeline.runner import Runner
@@ -94,7 +95,7 @@ def end_to_end(profile: Profile, detector: Detector, classifiers: FieldClassifie
     try:
         Runner(profile, store, detector, classifiers).run(
             FolderSource(folder), "bench", None,
-            lambda _sid, o: stamps.append((time.perf_counter(), (o.counts or {}).get("WBC", 0))))
+            lambda _sid, o: stamps.append((time.perf_counter(), (o.counts or {}).get(WBC, 0))))
     finally:
         del detector.detect  # back to the class's method
     if len(starts) != len(stamps):

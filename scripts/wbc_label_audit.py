@@ -24,14 +24,16 @@ import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES
 from edge.config import BUNDLED_DETECTOR
+from edge.core import labels
 from edge.core.detections import Detections
+from edge.core.labels import DETECTOR_CLASSES
 from edge.inference.manifest import load_verified
 from training.evaluate import predict_split
 from training.metrics import box_iou, count_errors, detection_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT = ROOT / "docs" / "models" / "detector-val-wbc-audit.json"
-WBC = 0
+WBC = DETECTOR_CLASSES.index(labels.WBC)
 
 
 def check_data(data: Path, audit: dict[str, Any]) -> None:

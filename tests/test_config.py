@@ -25,8 +25,17 @@ def test_no_profile_gives_defaults():
 def test_unknown_key_is_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[camera]\nwidht = 640\n")
-    with pytest.raises(HemascopeError, match=r"field 'camera\.widht'"):
+    with pytest.raises(HemascopeError, match=r"field 'camera\.widht'") as caught:
         load_profile(bad)
+    assert caught.value.fix.startswith("did you mean 'camera.width'?")
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_suggestion(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[qc]\nzzzz = 1\n")
+    with pytest.raises(HemascopeError, match=r"field 'qc\.zzzz'") as caught:
+        load_profile(bad)
+    assert "did you mean" not in caught.value.fix
 
 
 def test_wrong_type_is_named(tmp_path):

@@ -41,10 +41,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.core import labels
 from edge.core.detections import Detections
 from edge.core.frame import Frame
+from edge.core.labels import DETECTOR_CLASSES
 
-WBC, RBC, PLATELET = 0, 1, 2
+WBC, RBC, PLATELET = (DETECTOR_CLASSES.index(c) for c in (labels.WBC, labels.RBC, labels.PLATELETS))
 
 BACKGROUND_BGR = (192.0, 198.0, 195.0)
 # Red-cell OD per unit haemoglobin density t (B, G, R), fitted to mean real RBC pixels:

@@ -3,9 +3,10 @@ status of fields and sessions."""
 
 from enum import StrEnum
 
-DETECTOR_CLASSES: tuple[str, ...] = ("WBC", "RBC", "Platelets")
+WBC, RBC, PLATELETS = "WBC", "RBC", "Platelets"
+DETECTOR_CLASSES: tuple[str, ...] = (WBC, RBC, PLATELETS)  # in the detector's class order
 
-_ALIASES = {"wbc": "WBC", "rbc": "RBC", "platelets": "Platelets", "platelet": "Platelets"}
+_ALIASES = {"wbc": WBC, "rbc": RBC, "platelets": PLATELETS, "platelet": PLATELETS}
 
 
 def canonical_class(name: str) -> int:

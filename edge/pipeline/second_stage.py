@@ -1,5 +1,6 @@
-"""The second stage of a field: the WBC differential on every white-cell box and the ALL
-subtype scores of the whole field, each fed exactly as its classifier was trained."""
+"""The second stage of a field: the WBC differential on every white-cell (`WBC`) box and the
+ALL subtype scores of the whole field, each fed exactly as its classifier was trained. Red
+cells (`RBC`) are the ruler: about 7.5 um across in every smear."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import numpy as np
 from edge.config import ClassifiersConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
+from edge.core.labels import RBC, WBC
 from edge.inference.classifier import Classifier, resize_rgb
 
-WBC_CLASS = "WBC"  # the detector class whose boxes are classified
-RBC_CLASS = "RBC"  # the ruler: red cells are about 7.5 um across in every smear
 MIN_RULER_CELLS = 3
 WBC_IN_RBC_DIAMETERS = 1.8  # typical white cell size, when a field has too few red cells
 
@@ -82,14 +82,14 @@ class FieldClassifiers:
         self.wbc = Classifier(config.wbc_model, threads=config.threads) if config.wbc else None
         self.subtype = (Classifier(config.all_model, threads=config.threads)
                         if config.all_subtype else None)
-        if self.wbc is not None and WBC_CLASS not in detector_classes:
+        if self.wbc is not None and WBC not in detector_classes:
             raise HemascopeError(
-                f"the detector has no {WBC_CLASS!r} class to classify (it has "
+                f"the detector has no {WBC!r} class to classify (it has "
                 f"{', '.join(detector_classes)})",
                 "use a blood-cell detector, or set classifiers.wbc = false")
-        self.wbc_class_id = detector_classes.index(WBC_CLASS) if self.wbc is not None else -1
-        self.rbc_class_id = detector_classes.index(RBC_CLASS) \
-            if RBC_CLASS in detector_classes else -1
+        self.wbc_class_id = detector_classes.index(WBC) if self.wbc is not None else -1
+        self.rbc_class_id = detector_classes.index(RBC) \
+            if RBC in detector_classes else -1
         self.rulers: list[float] = []  # red-cell diameters of this session's fields so far
 
     def _ruler(self, det: Detections, shape: tuple[int, int]) -> float | None:

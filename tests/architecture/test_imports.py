@@ -110,11 +110,13 @@ def _loaded(code: str) -> set[str]:
     return {m.split(".")[0] for m in json.loads(done.stdout.splitlines()[-1])}
 
 
-def test_config_and_sync_load_no_opencv_numpy_or_onnxruntime():
+def test_config_sync_and_the_hub_load_no_opencv_numpy_or_onnxruntime():
     sync = [m for m in _modules() if m.startswith("edge.sync")]
     assert {"edge.sync.client", "edge.sync.bundle", "edge.sync.models", "edge.sync.payload"
             } <= set(sync)
-    for code in ("import edge.config", "\n".join(f"import {m}" for m in sync)):
+    hub = [m for m in _modules() if m.startswith("hub") and m != "hub.__main__"]
+    for code in ("import edge.config", "\n".join(f"import {m}" for m in sync),
+                 "\n".join(f"import {m}" for m in hub)):
         heavy = _loaded(code) & {"cv2", "numpy", "onnxruntime"}
         assert not heavy, (code, heavy)
 
