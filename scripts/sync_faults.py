@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.faultproxy import KINDS  # noqa: E402
-from tests.pgserver import TempPostgres  # noqa: E402
-from tests.synchelp import (  # noqa: E402
+from tests.helpers.pgserver import TempPostgres  # noqa: E402
+from tests.helpers.sync import (  # noqa: E402
     FaultProxy,
     Hub,
     amend,

@@ -6,10 +6,14 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.pgserver import TempPostgres, unavailable_reason
+from tests.helpers.sync import Hub, hub_db
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -123,3 +127,23 @@ def exported(tmp_path_factory) -> Exported:
         assert done.returncode in (0, 1), done.stderr[-3000:]
         result.models[target], result.returncodes[target] = out / name, done.returncode
     return result
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TempPostgres]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    pg = TempPostgres().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Hub]:
+    """One hub per backend for a test module; tests use their own device ids."""
+    folder = tmp_path_factory.mktemp("hub")
+    running = Hub(hub_db(request, request.param, folder), folder).start()
+    yield running
+    running.stop()

@@ -1,0 +1,303 @@
+"""Classifiers: class-folder split and de-duplication, metrics, colour transforms, the edge
+classifier against its manifest, and train -> export -> eval offline on real images."""
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.core.errors import HemascopeError
+from edge.inference.classifier import Classifier, gray_world, resize_rgb
+from tests.conftest import (
+    BUNDLED_MODEL,
+    kill_after_first_checkpoint,
+    needs_datasets,
+    offline_env,
+    run_cli,
+)
+
+torch = pytest.importorskip("torch", reason="needs the train extra")
+
+from training.augment import (  # noqa: E402
+    coarsen,
+    hsv_shift,
+    resolution_jitter,
+    shift_hue_saturation,
+    stain_jitter,
+)
+from training.classify_data import class_weights, read_class_folders  # noqa: E402
+from training.classify_metrics import (  # noqa: E402
+    classification_report,
+    confusion_matrix,
+    expected_calibration_error,
+)
+
+
+def _image(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+
+
+def _class_folders(root: Path) -> Path:
+    """a: 10 images + a renamed copy of one; b: 10 images + one that is also in a."""
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+    for i in range(10):
+        _image(root / "a" / f"a{i}.png", i)
+        _image(root / "b" / f"b{i}.png", 100 + i)
+    shutil.copy(root / "a" / "a3.png", root / "a" / "copy-of-a3.png")
+    shutil.copy(root / "a" / "a7.png", root / "b" / "mislabelled.png")
+    return root
+
+
+def test_dedup_drops_copies_and_images_filed_under_two_classes(tmp_path):
+    data = read_class_folders(_class_folders(tmp_path / "d"), val_fraction=0.2)
+    assert data.classes == ["a", "b"]
+    assert data.duplicates_dropped == 1 and data.conflicts_dropped == 1
+    # a7 is in both classes: dropped everywhere, so 9 left in a and 10 in b.
+    assert data.counts("train") == {"a": 7, "b": 8}
+    assert data.counts("val") == {"a": 2, "b": 2}
+    assert len({it.sha256 for it in data.items}) == len(data.items) == 19
+
+
+def test_split_follows_content_not_names_and_is_stratified(tmp_path):
+    root = _class_folders(tmp_path / "d")
+    first = read_class_folders(root, 0.2)
+    for path in sorted((root / "b").iterdir()):
+        path.rename(path.with_name(f"renamed-{path.name}"))
+    again = read_class_folders(root, 0.2)
+    split_of = {it.sha256: it.split for it in first.items}
+    assert {it.sha256: it.split for it in again.items} == split_of
+    assert again.digest() == first.digest()
+    (root / "b" / "renamed-b0.png").rename(root / "a" / "b0.png")  # a label change
+    assert read_class_folders(root, 0.2).digest() != first.digest()
+    assert read_class_folders(root, 0.5).counts("val") == {"a": 5, "b": 5}  # 10 and 9
+
+
+def test_class_weights_give_every_class_the_same_total_weight():
+    counts = [428, 837, 819, 649]
+    weights = class_weights(counts)
+    assert np.allclose(weights * counts, sum(counts) / 4)
+    assert weights[0] > 1 > weights[1]
+
+
+def test_confusion_matrix_rows_are_truth():
+    cm = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_macro_f1_weighs_a_rare_class_like_a_common_one():
+    truth = np.array([0] * 9 + [1])
+    probs = np.tile([0.8, 0.2], (10, 1))  # always class 0: 90 % accurate
+    report = classification_report(probs, truth, ["common", "rare"])
+    assert report["accuracy"] == pytest.approx(0.9)
+    # common: P 0.9, R 1 -> F1 18/19; rare: never predicted -> F1 0.
+    assert report["macro_f1"] == pytest.approx((18 / 19) / 2)
+    assert report["per_class"]["rare"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                           "support": 1}
+
+
+def test_expected_calibration_error_on_hand_made_cases():
+    truth = np.zeros(10, dtype=int)
+    confident = np.tile([0.9, 0.1], (10, 1))
+    assert expected_calibration_error(confident, truth) == pytest.approx(0.1)  # all right
+    half_wrong = confident.copy()
+    half_wrong[5:] = [0.1, 0.9]  # wrong, also at confidence 0.9
+    assert expected_calibration_error(half_wrong, truth) == pytest.approx(0.4)
+    # Two bins, each perfectly calibrated: 0.6 confident with 3/5 right, 1.0 with 5/5 right.
+    probs = np.array([[0.6, 0.4]] * 3 + [[0.4, 0.6]] * 2 + [[1.0, 0.0]] * 5)
+    assert expected_calibration_error(probs, truth) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_gray_world_removes_a_colour_cast():
+    rng = np.random.default_rng(0)
+    scene = rng.integers(60, 180, (32, 32, 3)).astype(np.float32)
+    cast = np.clip(scene * np.array([1.3, 1.0, 0.8]), 0, 255).astype(np.uint8)
+    fixed = gray_world(cast)
+    means = fixed.reshape(-1, 3).mean(0)
+    assert means.max() - means.min() < 1.0 < np.ptp(cast.reshape(-1, 3).mean(0))
+    assert np.abs(gray_world(fixed).astype(int) - fixed).max() <= 1  # idempotent
+
+
+def test_hue_and_saturation_shift():
+    red = np.full((2, 2, 3), (255, 0, 0), np.uint8)
+    hsv = cv2.cvtColor(shift_hue_saturation(red, 10, 1.0).astype(np.float32) / 255,
+                       cv2.COLOR_RGB2HSV)
+    assert hsv[0, 0, 0] == pytest.approx(10, abs=1)
+    assert shift_hue_saturation(red, 0, 0.7)[0, 0].tolist() == [255, 77, 77]  # 0.3 * 255
+    gray = np.full((2, 2, 3), 128, np.uint8)
+    assert (shift_hue_saturation(gray, 10, 1.3) == gray).all()
+    assert (shift_hue_saturation(red, -360, 1.0) == red).all()
+
+
+def test_training_hsv_shift_matches_the_robustness_measurement():
+    """Training jitters colour in the very space (c) is measured in: the torch batch shift
+    equals OpenCV's HSV shift image by image."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    hues, sats = [-10.0, 0.0, 25.0], [0.7, 1.0, 1.3]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    out = hsv_shift(x, torch.tensor(hues), torch.tensor(sats))
+    got = (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for i in range(3):
+        want = shift_hue_saturation(images[i], hues[i], sats[i])
+        assert np.abs(got[i].astype(int) - want).max() <= 1
+
+
+def test_resolution_jitter_blurs_some_images_and_keeps_the_rest():
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(8, 3, 32, 32, generator=gen) > 0.5).float()  # sharp noise
+    assert torch.equal(resolution_jitter(x, gen, p=0.0), x)
+    blurred = resolution_jitter(x, gen, max_factor=4.0, p=1.0)
+    assert blurred.shape == x.shape
+    assert (blurred - x).abs().mean() > 0.1  # detail is lost ...
+    # ... but not light
+    assert torch.allclose(blurred.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.05)
+    image = (np.random.default_rng(0).random((30, 30, 3)) * 255).astype(np.uint8)
+    assert (coarsen(image, 1.0) == image).all()
+    assert coarsen(image, 3.0).std() < image.std()
+
+
+def test_stain_jitter_is_identity_at_zero_strength_and_gray_world_at_p1():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, generator=gen) * 0.4 + 0.3
+    off = {"hue_deg": 0, "sat": 0, "cast": 0, "brightness": 0}
+    assert torch.allclose(stain_jitter(x, gen, **off, gray_world_p=0), x, atol=1e-5)
+    means = stain_jitter(x * torch.tensor([1.2, 1.0, 0.8]).view(1, 3, 1, 1), gen, **off,
+                         gray_world_p=1.0).mean(dim=(2, 3))
+    assert (means.max(dim=1).values - means.min(dim=1).values).max() < 1e-4
+    a = stain_jitter(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, stain_jitter(x, torch.Generator().manual_seed(1)))
+    assert not torch.allclose(a, x, atol=1e-3)
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path) -> Path:
+    """A random-weight classifier exported exactly as `hemascope export onnx` does."""
+    from export.classify_onnx import export_classifier_onnx
+    from training.classify_model import WIDTHS, SmallNet
+    from training.classify_train import CHECKPOINT_FORMAT
+
+    torch.manual_seed(0)
+    net = SmallNet(3)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "task": "classify", "classes": ["x", "y", "z"],
+                "imgsz": 32, "widths": list(WIDTHS), "model": net.state_dict(), "epoch": 0},
+               ckpt)
+    model = tmp_path / "cls.onnx"
+    export_classifier_onnx(ckpt, model)
+    return model
+
+
+def test_edge_classifier_matches_torch_and_verifies_its_manifest(tiny_classifier, tmp_path):
+    from training.classify_model import SmallNet
+
+    image = np.random.default_rng(1).integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    pred = Classifier(tiny_classifier)(image)
+    manifest = json.loads(tiny_classifier.with_suffix(".json").read_text())
+    assert manifest["task"] == "classify" and manifest["input"]["resize"] == "area"
+    net = SmallNet(3, probabilities=True)
+    net.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True)["model"])
+    net.eval()
+    x = torch.from_numpy(resize_rgb(image, 32)).permute(2, 0, 1)[None].float() / 255
+    expected = net(x)[0].detach().numpy()
+    assert np.allclose(pred.probabilities, expected, atol=1e-5)
+    assert pred.label == "xyz"[int(expected.argmax())]
+    assert pred.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+    data = bytearray(tiny_classifier.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tiny_classifier.write_bytes(bytes(data))
+    with pytest.raises(HemascopeError, match="does not match its manifest"):
+        Classifier(tiny_classifier)
+
+
+def test_edge_classifier_refuses_a_detector():
+    with pytest.raises(HemascopeError, match="not a classifier"):
+        Classifier(BUNDLED_MODEL)
+
+
+def _tiny_all(tmp_path: Path) -> Path:
+    """Six real fields of each ALL class."""
+    src = needs_datasets() / "classification" / "all-4class"
+    tiny = tmp_path / "tiny"
+    for cls in ("Benign", "Early", "Pre", "Pro"):
+        (tiny / cls).mkdir(parents=True)
+        for image in sorted((src / cls).iterdir())[:6]:
+            shutil.copy(image, tiny / cls / image.name)
+    return tiny
+
+
+def test_train_export_eval_classifier_offline(tmp_path):
+    tiny = _tiny_all(tmp_path)
+    env = offline_env(tmp_path)
+    run = tmp_path / "run"
+    trained = run_cli("train", "classify", str(tiny), "--out", str(run), "--epochs", "1",
+                      "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34", env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["data"]["val"] == {"Benign": 2, "Early": 2, "Pre": 2, "Pro": 2}
+    assert manifest["command"].startswith("hemascope train classify")
+    assert (run / "train" / "weights" / "last.pt").is_file()
+
+    onnx = tmp_path / "all.onnx"
+    exported = run_cli("export", "onnx", str(run / "train" / "weights" / "best.pt"),
+                       "--out", str(onnx), env=env)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    meta = json.loads(onnx.with_suffix(".json").read_text())
+    assert meta["task"] == "classify" and meta["input"]["height"] == 32
+    assert meta["training"]["data"]["data_digest"] == manifest["data"]["data_digest"]
+
+    evaluated = run_cli("eval", str(onnx), "--data", str(tiny), "--json",
+                        str(tmp_path / "e.json"), env=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["same_data_as_training"] and result["as_is"]["images"] == 8
+    assert set(result["robustness"]) == {"a_as_is", "b_gray_world", "c_hue_sat_worst",
+                                         "c_hue_sat_mean", "d_coarse"}
+    # ONNX through edge and torch in training saw the same pixels: same figures.
+    best = torch.load(run / "train" / "weights" / "best.pt", weights_only=True)["val"]
+    assert result["as_is"]["accuracy"] == pytest.approx(best["accuracy"])
+    assert result["as_is"]["ece"] == pytest.approx(best["ece"], abs=1e-4)
+    assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["split"] == "val"
+    assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
+
+
+def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(tmp_path):
+    """Kill a run after its first checkpoint, resume it: the log has every epoch once, and
+    the manifest the time and command of both processes; resuming the finished run fails."""
+    tiny, epochs = _tiny_all(tmp_path), 40
+    run = tmp_path / "run"
+    args = ["train", "classify", str(tiny), "--out", str(run), "--epochs", str(epochs),
+            "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34"]
+    first = kill_after_first_checkpoint(args, offline_env(tmp_path), run, timeout=120)
+    assert len(first) == 1 and first[0]["last_epoch"] < epochs - 1  # really interrupted
+
+    resumed = run_cli(*args, "--resume", env=offline_env(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    segments = manifest["segments"]
+    assert len(segments) == 2
+    assert manifest["command"] == segments[0]["command"] and "--resume" not in manifest["command"]
+    assert segments[1]["command"].endswith("--resume")
+    assert segments[1]["first_epoch"] > segments[0]["last_epoch"]
+    assert segments[1]["last_epoch"] == epochs - 1
+    assert manifest["train_wall_seconds"] == pytest.approx(
+        segments[0]["wall_seconds"] + segments[1]["wall_seconds"], abs=0.11)
+    assert manifest["train_cpu_seconds"] > segments[1]["cpu_seconds"] > 0
+    logged = [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(epochs))
+
+    again = run_cli(*args, "--resume", env=offline_env(tmp_path))
+    assert again.returncode != 0 and "nothing to resume" in again.stderr
+    assert json.loads((run / "manifest.json").read_text()) == manifest
+
+
+def test_detector_refuses_a_classifier(tiny_classifier):
+    from edge.inference.detector import Detector
+
+    with pytest.raises(HemascopeError, match="not a detector"):
+        Detector(tiny_classifier)
