@@ -177,7 +177,7 @@ def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
         table.add_column(col, no_wrap=True)
     for s in store.sessions():
         table.add_row(s["id"][:12], s["sample_id"], s["started_at"][:19], s["status"],
-                      str(s["counted"]), str(s["rejected"]), str(s["skipped"]),
+                      *(str(s[status]) for status in FieldStatus),
                       s["model_sha256"][:12])
     out.print(table)
 

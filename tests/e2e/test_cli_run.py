@@ -84,7 +84,11 @@ def test_sessions_and_report_commands(tmp_path):
     assert run_cli("run", "--data-dir", str(tmp_path), "--sample", "S-77").returncode == 0
     listing = run_cli("sessions", "--data-dir", str(tmp_path))
     assert "S-77" in listing.stdout and "finished" in listing.stdout
-    sid = Store.open(tmp_path).sessions()[0]["id"]
+    row = Store.open(tmp_path).sessions()[0]
+    sid = row["id"]
+    line = next(x for x in listing.stdout.splitlines() if "S-77" in x)
+    counts = [row["counted"], row["rejected"], row["skipped"]]
+    assert sum(counts) == 20 and " │ ".join(map(str, counts)) in " ".join(line.split())
     out = tmp_path / "rep.json"
     rep = run_cli("report", sid[:10], "--data-dir", str(tmp_path), "--json", str(out))
     assert rep.returncode == 0, rep.stderr
