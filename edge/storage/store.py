@@ -191,9 +191,6 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
-    def evidence_dir(self, session_id: str) -> Path:
-        return self.data_dir / layout.evidence_dir(session_id)
-
     def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
                       profile_json: str, source: str, model_file: str, model_sha256: str,
                       classes: list[str], version: str,

@@ -118,4 +118,4 @@ def test_a_field_that_cannot_be_stored_leaves_no_evidence_file(tmp_path, detecto
     with pytest.raises(sqlite3.IntegrityError):  # the same field index twice
         commit_field(store, rendered, ctx)
     assert not (tmp_path / rendered.record.evidence_path).exists()
-    assert not list(store.evidence_dir(ctx.session_id).glob(".*tmp"))
+    assert not list((tmp_path / layout.evidence_dir(ctx.session_id)).iterdir())
