@@ -176,9 +176,10 @@ def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
                 "model"):
         table.add_column(col, no_wrap=True)
     for s in store.sessions():
-        table.add_row(s["id"][:12], s["sample_id"], s["started_at"][:19], s["status"],
-                      *(str(s[status]) for status in FieldStatus),
-                      s["model_sha256"][:12])
+        by_status = s.fields_by_status or {}
+        table.add_row(s.id[:12], s.sample_id, s.started_at[:19], s.status,
+                      *(str(by_status.get(status, 0)) for status in FieldStatus),
+                      s.model_sha256[:12])
     out.print(table)
 
 
@@ -231,7 +232,7 @@ def explain(
 
     prof = load_with_data_dir(profile, data_dir)
     store = Store.open(prof.storage.data_dir)
-    sid = store.session(session)["id"]
+    sid = store.session(session).id
     target = image_out or store.data_dir / layout.explained(
         layout.cell_input(sid, field, cell) if cell is not None else layout.field_input(sid, field))
     e = explain_decision(store, sid, field, cell, prof.classifiers.wbc_model,

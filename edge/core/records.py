@@ -1,11 +1,11 @@
-"""Records: what is stored for one field, as the pipeline hands it to the store."""
+"""Records: what the pipeline hands the store for a field, and what the store returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edge.core.labels import FieldStatus
+from edge.core.labels import FieldStatus, SessionStatus
 
 if TYPE_CHECKING:  # a type only: the store and sync stay free of numpy
     from edge.core.detections import Detections
@@ -29,3 +29,55 @@ class FieldRecord:
     # second stage: {cell row: (differential class, score, crop file)} and ALL probabilities
     cell_labels: dict[int, tuple[str, float, str | None]] | None = None
     subtype: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A stored session, as the store returns it."""
+
+    id: str
+    sample_id: str
+    operator: str | None
+    profile_name: str
+    profile: dict[str, Any]  # the profile the session ran with
+    source: str
+    model_file: str
+    model_sha256: str
+    classes: list[str]
+    classifiers: list[dict[str, Any]]  # role, file, sha256 and classes of each classifier
+    hemascope_version: str
+    started_at: str
+    ended_at: str | None
+    status: SessionStatus
+    fields_by_status: dict[FieldStatus, int] | None = None  # from `Store.sessions` only
+
+
+@dataclass(frozen=True)
+class StoredField:
+    """A stored field of view, as the store returns it."""
+
+    id: int
+    idx: int
+    origin: str
+    captured_at: str
+    status: FieldStatus
+    reason: str | None
+    qc: dict[str, float] | None
+    width: int | None
+    height: int | None
+    model_sha256: str
+    evidence_path: str | None
+    timings_ms: dict[str, float | None]  # decode, preprocess, infer, postprocess, classify
+    subtype: dict[str, float] | None  # ALL subtype probabilities
+
+
+@dataclass(frozen=True)
+class StoredCell:
+    """A stored detected cell, with its differential class when it was classified."""
+
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in field pixels
+    label: str | None
+    label_score: float | None
+    crop_path: str | None

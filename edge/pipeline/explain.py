@@ -3,8 +3,6 @@ the exact input it saw, read back from the session's evidence, beside the stored
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import cv2
 
 from edge.core.errors import HemascopeError
 from edge.core.labels import FieldStatus
+from edge.core.records import SessionRecord
 from edge.inference.classifier import Classifier
 from edge.inference.occlusion import occlusion_map, overlay
 from edge.pipeline.evidence import write_image_atomic
@@ -28,12 +27,11 @@ class Explanation:
     image: Path
 
 
-def _classifier_for(store_row: sqlite3.Row, role: str, model_path: Path) -> Classifier:
+def _classifier_for(session: SessionRecord, role: str, model_path: Path) -> Classifier:
     """The installed classifier, refused unless it is the one the session used."""
-    used = next((m for m in json.loads(store_row["classifiers_json"] or "[]")
-                 if m["role"] == role), None)
+    used = next((m for m in session.classifiers if m["role"] == role), None)
     if used is None:
-        raise HemascopeError(f"session {store_row['id'][:12]} ran without the {role} classifier",
+        raise HemascopeError(f"session {session.id[:12]} ran without the {role} classifier",
                              "explain a session that ran with it enabled")
     classifier = Classifier(model_path)
     if classifier.sha256 != used["sha256"]:
@@ -48,36 +46,36 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
             wbc_model: Path, all_model: Path, out: Path) -> Explanation:
     """Occlusion map of a stored WBC decision (`cell` given) or ALL field decision."""
     session = store.session(session_id)
-    rows = [f for f in store.fields(session["id"]) if f["idx"] == field_idx]
-    if not rows or rows[0]["status"] != FieldStatus.COUNTED:
-        raise HemascopeError(f"field {field_idx} of session {session['id'][:12]} was not counted",
+    rows = [f for f in store.fields(session.id) if f.idx == field_idx]
+    if not rows or rows[0].status is not FieldStatus.COUNTED:
+        raise HemascopeError(f"field {field_idx} of session {session.id[:12]} was not counted",
                              "pick a counted field from `hemascope report`")
     field = rows[0]
     if cell is not None:
-        cells = store.cells(session["id"], field_idx)
-        if not 0 <= cell < len(cells) or cells[cell]["label"] is None:
-            labelled = [i for i, c in enumerate(cells) if c["label"] is not None]
+        cells = store.cells(session.id, field_idx)
+        if not 0 <= cell < len(cells) or cells[cell].label is None:
+            labelled = [i for i, c in enumerate(cells) if c.label is not None]
             raise HemascopeError(f"field {field_idx} has no classified cell {cell}",
                                  f"classified cells of this field: {labelled or 'none'}")
         row = cells[cell]
-        if row["crop_path"] is None:
+        if row.crop_path is None:
             raise HemascopeError(f"cell {cell} has no stored crop (storage.evidence was off)",
                                  "explanations need the stored classifier input")
         classifier = _classifier_for(session, "wbc", wbc_model)
-        source = store.data_dir / row["crop_path"]
-        stored = (row["label"], float(row["label_score"]))
+        source = store.data_dir / row.crop_path
+        stored = (row.label, float(row.label_score))
         what = f"cell {cell} of field {field_idx}"
     else:
-        if field["subtype_json"] is None:
+        if field.subtype is None:
             raise HemascopeError(f"field {field_idx} has no ALL subtype scores",
                                  "pass --cell N for a white cell, or explain a session run with "
                                  "classifiers.all_subtype = true")
-        if field["evidence_path"] is None:
+        if field.evidence_path is None:
             raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
                                  "was off)", "explanations need the stored classifier input")
         classifier = _classifier_for(session, "all_subtype", all_model)
-        source = store.data_dir / layout.field_input(session["id"], field_idx)
-        probs = json.loads(field["subtype_json"])
+        source = store.data_dir / layout.field_input(session.id, field_idx)
+        probs = field.subtype
         best = max(probs, key=probs.get)
         stored = (best, float(probs[best]))
         what = f"field {field_idx}"

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from edge.core.labels import FieldStatus
-from edge.storage.store import Store
+from edge.storage.store import TIMED_STEPS, Store
 
 REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for review
 NOT_A_WHITE_CELL = "platelet"  # a white-cell box the classifier calls this contradicts it
 UNRELIABLE_SHARE = 0.2  # flagged share above which the differential is called unreliable
 
 
-def differential(cells: list[sqlite3.Row]) -> dict[str, Any] | None:
+def differential(cells: list[tuple[str, float]]) -> dict[str, Any] | None:
     """Counts and % per class, and the cells to review: the classifier unsure, or calling a
     detected white cell a platelet (the two models disagree: often an unfamiliar stain)."""
     if not cells:
         return None
-    counts = dict(sorted(Counter(c["label"] for c in cells).items()))
-    review = sum(c["label_score"] < REVIEW_BELOW or c["label"] == NOT_A_WHITE_CELL
-                 for c in cells)
+    counts = dict(sorted(Counter(label for label, _ in cells).items()))
+    review = sum(score < REVIEW_BELOW or label == NOT_A_WHITE_CELL for label, score in cells)
     return {"classified": len(cells), "counts": counts,
             "percent": {k: round(100 * n / len(cells), 1) for k, n in counts.items()},
             "review": review, "reliable": review <= UNRELIABLE_SHARE * len(cells)}
@@ -33,51 +31,48 @@ def differential(cells: list[sqlite3.Row]) -> dict[str, Any] | None:
 def session_summary(store: Store, session_id: str) -> dict[str, Any]:
     """A JSON-ready summary: session metadata, per-class totals, per-field counts, timings."""
     s = store.session(session_id)
-    classes = json.loads(s["classes_json"])
-    fields = store.fields(s["id"])
-    per_field = store.field_counts(s["id"])
-    totals = store.totals(s["id"])
-    counted = [f for f in fields if f["status"] == FieldStatus.COUNTED]
-    subtypes = [json.loads(f["subtype_json"]) for f in counted if f["subtype_json"]]
+    classes = s.classes
+    fields = store.fields(s.id)
+    per_field = store.field_counts(s.id)
+    totals = store.totals(s.id)
+    counted = [f for f in fields if f.status is FieldStatus.COUNTED]
+    subtypes = [f.subtype for f in counted if f.subtype]
 
     def median(key: str) -> float | None:
-        values = [f[key] for f in counted if f[key] is not None]
+        values = [f.timings_ms[key] for f in counted if f.timings_ms[key] is not None]
         return round(statistics.median(values), 2) if values else None
 
     return {
-        "session_id": s["id"],
-        "sample_id": s["sample_id"],
-        "operator": s["operator"],
-        "profile": s["profile_name"],
-        "source": s["source"],
-        "status": s["status"],
-        "started_at": s["started_at"],
-        "ended_at": s["ended_at"],
-        "hemascope_version": s["hemascope_version"],
-        "model": {"file": s["model_file"], "sha256": s["model_sha256"]},
+        "session_id": s.id,
+        "sample_id": s.sample_id,
+        "operator": s.operator,
+        "profile": s.profile_name,
+        "source": s.source,
+        "status": s.status,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "hemascope_version": s.hemascope_version,
+        "model": {"file": s.model_file, "sha256": s.model_sha256},
         "classes": classes,
-        "classifiers": json.loads(s["classifiers_json"] or "[]"),
-        "differential": differential(store.differential(s["id"])),
+        "classifiers": s.classifiers,
+        "differential": differential(store.differential(s.id)),
         "all_subtype": {
             "fields": len(subtypes),
             "mean_probability": {k: round(statistics.fmean(p[k] for p in subtypes), 4)
                                  for k in subtypes[0]},
         } if subtypes else None,
         "fields_counted": len(counted),
-        "fields_rejected": sum(f["status"] == FieldStatus.REJECTED for f in fields),
-        "fields_skipped": sum(f["status"] == FieldStatus.SKIPPED for f in fields),
+        "fields_rejected": sum(f.status is FieldStatus.REJECTED for f in fields),
+        "fields_skipped": sum(f.status is FieldStatus.SKIPPED for f in fields),
         "totals": {c: int(totals.get(c, 0)) for c in classes},
         "mean_per_field": {c: round(totals.get(c, 0) / len(counted), 3) if counted else None
                            for c in classes},
-        "telemetry": store.telemetry(s["id"]),
-        "median_ms": {k: median(f"{k}_ms") for k in ("decode", "preprocess", "infer",
-                                                     "postprocess", "classify")},
+        "telemetry": store.telemetry(s.id),
+        "median_ms": {k: median(k) for k in TIMED_STEPS},
         "fields": [
-            {"idx": f["idx"], "origin": f["origin"], "status": f["status"],
-             "reason": f["reason"], "counts": per_field.get(f["idx"]),
-             "qc": json.loads(f["qc_json"]) if f["qc_json"] else None,
-             "all_subtype": json.loads(f["subtype_json"]) if f["subtype_json"] else None,
-             "evidence": f["evidence_path"]}
+            {"idx": f.idx, "origin": f.origin, "status": f.status, "reason": f.reason,
+             "counts": per_field.get(f.idx), "qc": f.qc, "all_subtype": f.subtype,
+             "evidence": f.evidence_path}
             for f in fields
         ],
     }

@@ -19,10 +19,11 @@ from pathlib import Path
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now
 from edge.core.labels import FieldStatus, SessionStatus
-from edge.core.records import FieldRecord
+from edge.core.records import FieldRecord, SessionRecord, StoredCell, StoredField
 from edge.storage import layout
 
 SCHEMA_VERSION = 3
+TIMED_STEPS = ("decode", "preprocess", "infer", "postprocess", "classify")  # *_ms columns
 
 
 def _in(values: type[SessionStatus] | type[FieldStatus]) -> str:
@@ -262,26 +263,28 @@ class Store:
         return [{"at": row["at"], **json.loads(row["data_json"])} for row in self.conn.execute(
             "SELECT at, data_json FROM telemetry WHERE session_id = ? ORDER BY id", (session_id,))]
 
-    def sessions(self) -> list[sqlite3.Row]:
+    def sessions(self) -> list[SessionRecord]:
         """Every session, newest first, with its number of fields of each status."""
         per_status = ", ".join(f"(SELECT COUNT(*) FROM fields f WHERE f.session_id = s.id"
                                f" AND f.status = '{status}') AS {status}"
                                for status in FieldStatus)
-        return self.conn.execute(
-            f"SELECT s.*, {per_status} FROM sessions s ORDER BY s.started_at DESC").fetchall()
+        return [_session(row, {status: row[status] for status in FieldStatus})
+                for row in self.conn.execute(
+                    f"SELECT s.*, {per_status} FROM sessions s ORDER BY s.started_at DESC")]
 
-    def session(self, session_id: str) -> sqlite3.Row:
+    def session(self, session_id: str) -> SessionRecord:
+        """The session whose id starts with `session_id` (a unique prefix is enough)."""
         rows = self.conn.execute("SELECT * FROM sessions WHERE id LIKE ?",
                                  (f"{session_id}%",)).fetchall()
         if len(rows) != 1:
             what = "no session" if not rows else f"{len(rows)} sessions"
             raise HemascopeError(f"{what} matching id {session_id!r}",
                                  "list sessions with `hemascope sessions` and give a unique id")
-        return rows[0]
+        return _session(rows[0])
 
-    def fields(self, session_id: str) -> list[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM fields WHERE session_id = ? ORDER BY idx",
-                                 (session_id,)).fetchall()
+    def fields(self, session_id: str) -> list[StoredField]:
+        return [_field(row) for row in self.conn.execute(
+            "SELECT * FROM fields WHERE session_id = ? ORDER BY idx", (session_id,))]
 
     def field_counts(self, session_id: str) -> dict[int, dict[str, int]]:
         """{field idx: {class: count}} for the counted fields of a session."""
@@ -293,19 +296,21 @@ class Store:
             out.setdefault(row["idx"], {})[row["class_name"]] = row["count"]
         return out
 
-    def differential(self, session_id: str) -> list[sqlite3.Row]:
-        """(label, label_score) of every classified white cell of the session's counted
-        fields."""
-        return self.conn.execute(
+    def differential(self, session_id: str) -> list[tuple[str, float]]:
+        """(label, score) of every classified white cell of the session's counted fields."""
+        return [(row["label"], row["label_score"]) for row in self.conn.execute(
             "SELECT c.label, c.label_score FROM cells c JOIN fields f ON f.id = c.field_id"
             " WHERE f.session_id = ? AND f.status = ? AND c.label IS NOT NULL"
-            " ORDER BY f.idx, c.id", (session_id, FieldStatus.COUNTED)).fetchall()
+            " ORDER BY f.idx, c.id", (session_id, FieldStatus.COUNTED))]
 
-    def cells(self, session_id: str, idx: int) -> list[sqlite3.Row]:
+    def cells(self, session_id: str, idx: int) -> list[StoredCell]:
         """The stored cells of field `idx`, in detection order."""
-        return self.conn.execute(
-            "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
-            " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx)).fetchall()
+        return [StoredCell(row["class_name"], row["confidence"],
+                           (row["x1"], row["y1"], row["x2"], row["y2"]), row["label"],
+                           row["label_score"], row["crop_path"])
+                for row in self.conn.execute(
+                    "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
+                    " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx))]
 
     def totals(self, session_id: str) -> dict[str, int]:
         """Per-class totals over the session's counted fields (summed by SQLite)."""
@@ -313,6 +318,30 @@ class Store:
             "SELECT c.class_name, SUM(c.count) AS total FROM field_counts c JOIN fields f"
             " ON f.id = c.field_id WHERE f.session_id = ? AND f.status = ?"
             " GROUP BY c.class_name", (session_id, FieldStatus.COUNTED))}
+
+
+def _session(row: sqlite3.Row, by_status: dict[FieldStatus, int] | None = None
+             ) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"], sample_id=row["sample_id"], operator=row["operator"],
+        profile_name=row["profile_name"], profile=json.loads(row["profile_json"]),
+        source=row["source"], model_file=row["model_file"], model_sha256=row["model_sha256"],
+        classes=json.loads(row["classes_json"]),
+        classifiers=json.loads(row["classifiers_json"] or "[]"),
+        hemascope_version=row["hemascope_version"], started_at=row["started_at"],
+        ended_at=row["ended_at"], status=SessionStatus(row["status"]),
+        fields_by_status=by_status)
+
+
+def _field(row: sqlite3.Row) -> StoredField:
+    return StoredField(
+        id=row["id"], idx=row["idx"], origin=row["origin"], captured_at=row["captured_at"],
+        status=FieldStatus(row["status"]), reason=row["reason"],
+        qc=json.loads(row["qc_json"]) if row["qc_json"] else None,
+        width=row["width"], height=row["height"], model_sha256=row["model_sha256"],
+        evidence_path=row["evidence_path"],
+        timings_ms={k: row[f"{k}_ms"] for k in TIMED_STEPS},
+        subtype=json.loads(row["subtype_json"]) if row["subtype_json"] else None)
 
 
 def _upgrade_from_v2(conn: sqlite3.Connection) -> None:

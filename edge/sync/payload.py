@@ -7,7 +7,6 @@ transaction that finishes or amends the session, so both commit or neither.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from edge.config import SyncConfig
@@ -16,7 +15,7 @@ from edge.storage.outbox import Outbox
 from edge.storage.store import Store
 from edge.sync.models import PAYLOAD_SCHEMA, SessionPayload, canonical_json
 
-TIMED_STEPS = ("decode", "preprocess", "infer", "postprocess")
+PAYLOAD_TIMINGS = ("decode", "preprocess", "infer", "postprocess")  # per field, in ms
 
 
 def _evidence(store: Store, summary: dict[str, Any], sync: dict[str, Any]) -> dict[str, Any] | None:
@@ -50,26 +49,26 @@ def build_payload(store: Store, session_id: str, version: int) -> SessionPayload
     differential's label of each classified cell), every model digest involved."""
     session = store.session(session_id)
     summary = session_summary(store, session_id)
-    profile = json.loads(session["profile_json"])
+    profile = session.profile
     fields = []
-    digests = {session["model_sha256"], *(c["sha256"] for c in summary["classifiers"])}
+    digests = {session.model_sha256, *(c["sha256"] for c in summary["classifiers"])}
     for f in store.fields(session_id):
-        digests.add(f["model_sha256"])
-        rows = store.cells(session_id, f["idx"])
+        digests.add(f.model_sha256)
+        cells = store.cells(session_id, f.idx)
         field: dict[str, Any] = {
-            "idx": f["idx"], "captured_at": f["captured_at"], "width": f["width"],
-            "height": f["height"], "model_sha256": f["model_sha256"],
-            "cells": [[c["class_name"], round(c["confidence"], 5), round(c["x1"], 2),
-                       round(c["y1"], 2), round(c["x2"], 2), round(c["y2"], 2)] for c in rows],
-            "timings_ms": {k: f[f"{k}_ms"] for k in TIMED_STEPS},
+            "idx": f.idx, "captured_at": f.captured_at, "width": f.width, "height": f.height,
+            "model_sha256": f.model_sha256,
+            "cells": [[c.class_name, round(c.confidence, 5), *(round(v, 2) for v in c.box)]
+                      for c in cells],
+            "timings_ms": {k: f.timings_ms[k] for k in PAYLOAD_TIMINGS},
         }
-        labels = [[i, c["label"], round(c["label_score"], 5)]
-                  for i, c in enumerate(rows) if c["label"] is not None]
+        labels = [[i, c.label, round(c.label_score, 5)]
+                  for i, c in enumerate(cells) if c.label is not None]
         if labels:  # [index in cells, class, score]; absent when no cell was classified
             field["labels"] = labels
         fields.append(field)
     return SessionPayload.model_validate({
-        "schema": PAYLOAD_SCHEMA, "key": session["id"], "version": version,
+        "schema": PAYLOAD_SCHEMA, "key": session.id, "version": version,
         "summary": summary, "profile": profile, "model_digests": sorted(digests),
         "fields": fields, "evidence": _evidence(store, summary, profile.get("sync") or {}),
     })

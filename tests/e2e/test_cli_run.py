@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.core.labels import FieldStatus
 from edge.inference.detector import Detector
 from edge.storage.store import Store
 from tests.conftest import BUNDLED_MODEL, ROOT, needs_datasets, run_cli
@@ -24,7 +25,7 @@ def _check_totals(data_dir: Path, report: dict) -> None:
     per_field = store.field_counts(sid)
     sums = {c: sum(f.get(c, 0) for f in per_field.values()) for c in report["classes"]}
     assert store.totals(sid) == sums == report["totals"]
-    assert sum(1 for f in store.fields(sid) if f["status"] == "counted") == \
+    assert sum(1 for f in store.fields(sid) if f.status == "counted") == \
         report["fields_counted"]
 
 
@@ -85,9 +86,9 @@ def test_sessions_and_report_commands(tmp_path):
     listing = run_cli("sessions", "--data-dir", str(tmp_path))
     assert "S-77" in listing.stdout and "finished" in listing.stdout
     row = Store.open(tmp_path).sessions()[0]
-    sid = row["id"]
+    sid = row.id
     line = next(x for x in listing.stdout.splitlines() if "S-77" in x)
-    counts = [row["counted"], row["rejected"], row["skipped"]]
+    counts = [row.fields_by_status[status] for status in FieldStatus]
     assert sum(counts) == 20 and " │ ".join(map(str, counts)) in " ".join(line.split())
     out = tmp_path / "rep.json"
     rep = run_cli("report", sid[:10], "--data-dir", str(tmp_path), "--json", str(out))
@@ -130,7 +131,7 @@ def test_bad_inputs_give_one_line_and_store_nothing(tmp_path):
     blocker.write_text("")
     _one_line_error(run_cli("run", "--data-dir", str(blocker / "data")), "not writable")
     # the camera error happened after the session started: it is kept, marked interrupted
-    statuses = [s["status"] for s in Store.open(data).sessions()]
+    statuses = [s.status for s in Store.open(data).sessions()]
     assert statuses == ["interrupted"]
 
 
@@ -139,7 +140,7 @@ def test_disk_space_guard_keeps_stored_fields(tmp_path):
     profile.write_text("[storage]\nmin_free_mb = 100000000\n")
     result = run_cli("run", "-p", str(profile), "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 2 and "MB free" in result.stderr
-    assert [s["status"] for s in Store.open(tmp_path / "d").sessions()] == ["interrupted"]
+    assert [s.status for s in Store.open(tmp_path / "d").sessions()] == ["interrupted"]
 
 
 @pytest.mark.parametrize("command", [["run"], ["sessions"]])
@@ -197,8 +198,8 @@ def test_a_source_that_dies_keeps_every_field_captured_before(tmp_path):
     with pytest.raises(HemascopeError, match="stopped delivering"):
         Runner(profile, store, Detector(BUNDLED_MODEL)).run(DyingCamera(), "S-9")
     session = store.sessions()[0]
-    assert session["status"] == "interrupted" and session["counted"] == 5
-    assert sorted(store.field_counts(session["id"])) == [0, 1, 2, 3, 4]
+    assert session.status == "interrupted" and session.fields_by_status[FieldStatus.COUNTED] == 5
+    assert sorted(store.field_counts(session.id)) == [0, 1, 2, 3, 4]
 
 
 def test_a_detector_failing_mid_run_keeps_the_fields_before_it_with_two_in_flight(tmp_path):
@@ -227,9 +228,9 @@ def test_a_detector_failing_mid_run_keeps_the_fields_before_it_with_two_in_fligh
     with pytest.raises(HemascopeError, match="stopped answering"):
         Runner(profile, store, detector).run(SyntheticSource(count=10, seed=4), "S-13")
     session = store.sessions()[0]
-    assert session["status"] == "interrupted"
-    assert [f["idx"] for f in store.fields(session["id"])] == [0, 1, 2, 3]
-    evidence = sorted(p.name for p in (tmp_path / "evidence" / session["id"]).iterdir())
+    assert session.status == "interrupted"
+    assert [f.idx for f in store.fields(session.id)] == [0, 1, 2, 3]
+    evidence = sorted(p.name for p in (tmp_path / "evidence" / session.id).iterdir())
     assert evidence == [f"{i:05d}.jpg" for i in range(4)]  # no orphan file
 
 
@@ -282,8 +283,8 @@ def test_a_second_ctrl_c_waits_for_the_writer_before_finishing_the_session(tmp_p
         signal.signal(signal.SIGINT, previous)
     assert not any(t.name == "hemascope-writer" for t in threading.enumerate())
     session = store.sessions()[0]
-    assert session["status"] == "interrupted"
-    assert sorted(store.field_counts(session["id"])) == sorted(stored) and len(stored) >= 2
+    assert session.status == "interrupted"
+    assert sorted(store.field_counts(session.id)) == sorted(stored) and len(stored) >= 2
 
 
 def test_with_one_field_in_flight_the_next_is_read_between_inferences_never_during_one(
@@ -351,8 +352,8 @@ def test_two_fields_in_flight_store_the_same_fields_as_one_in_the_same_order(tmp
             "SELECT idx FROM fields WHERE session_id = ? ORDER BY id", (sid,))]
         assert committed == sorted(committed)  # stored in capture order
         counts = store.field_counts(sid)
-        stored[in_flight] = [(f["idx"], f["origin"], f["status"], f["reason"],
-                              counts.get(f["idx"])) for f in store.fields(sid)]
+        stored[in_flight] = [(f.idx, f.origin, f.status, f.reason, counts.get(f.idx))
+                             for f in store.fields(sid)]
     assert stored[2] == stored[1]
     statuses = [s for _, _, s, _, _ in stored[2]]
     assert statuses.count("skipped") == 1 and statuses.count("rejected") == 2  # blank, again

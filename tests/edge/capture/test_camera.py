@@ -12,6 +12,7 @@ from edge.capture.sources import LimitedSource
 from edge.capture.synthetic import render_field
 from edge.config import CameraConfig, Profile
 from edge.core.errors import HemascopeError
+from edge.core.labels import FieldStatus
 from edge.inference.detector import Detector
 from edge.pipeline.runner import Runner
 from edge.storage.store import Store
@@ -76,7 +77,7 @@ def test_unplug_and_replug_keeps_the_session_and_every_field(tmp_path):
     store = Store.open(tmp_path)
     sid = Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(camera, "S-cam")
     session = store.sessions()[0]
-    assert (session["status"], session["counted"]) == ("finished", 8)
+    assert (session.status, session.fields_by_status[FieldStatus.COUNTED]) == ("finished", 8)
     assert sorted(store.field_counts(sid)) == list(range(8))
     assert camera.inner.reconnects == 1 and waits == [0.5, 1.0, 2.0]  # exponential backoff
 
@@ -88,4 +89,4 @@ def test_camera_gone_for_good_stops_with_fields_kept(tmp_path):
     with pytest.raises(HemascopeError, match="not back after 3 attempts"):
         Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(camera, "S-cam")
     session = store.sessions()[0]
-    assert (session["status"], session["counted"]) == ("interrupted", 3)
+    assert (session.status, session.fields_by_status[FieldStatus.COUNTED]) == ("interrupted", 3)

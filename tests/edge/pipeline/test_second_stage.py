@@ -45,15 +45,15 @@ def test_every_counted_white_cell_gets_a_class_and_its_crop(classified_session):
     labelled = flagged = 0
     for f in report["fields"]:
         for i, cell in enumerate(store.cells(report["session_id"], f["idx"])):
-            if cell["class_name"] != "WBC":
-                assert cell["label"] is None and cell["crop_path"] is None
+            if cell.class_name != "WBC":
+                assert cell.label is None and cell.crop_path is None
                 continue
             labelled += 1
-            flagged += cell["label_score"] < 0.6 or cell["label"] == "platelet"
-            assert cell["label"] in report["classifiers"][0]["classes"]
-            assert 0 < cell["label_score"] <= 1
-            assert cell["crop_path"].endswith(f"{f['idx']:05d}-cell{i:03d}.png")
-            assert cv2.imread(str(data / cell["crop_path"])).shape == (128, 128, 3)
+            flagged += cell.label_score < 0.6 or cell.label == "platelet"
+            assert cell.label in report["classifiers"][0]["classes"]
+            assert 0 < cell.label_score <= 1
+            assert cell.crop_path.endswith(f"{f['idx']:05d}-cell{i:03d}.png")
+            assert cv2.imread(str(data / cell.crop_path)).shape == (128, 128, 3)
     diff = report["differential"]
     assert labelled == wbc_total == diff["classified"] == sum(diff["counts"].values())
     assert sum(diff["percent"].values()) == pytest.approx(100, abs=0.2)
@@ -78,15 +78,15 @@ def test_explain_reproduces_the_stored_decision_and_writes_an_overlay(classified
     store = Store.open(data)
     sid = report["session_id"]
     idx, cell = next((f["idx"], i) for f in report["fields"]
-                     for i, c in enumerate(store.cells(sid, f["idx"])) if c["label"])
+                     for i, c in enumerate(store.cells(sid, f["idx"])) if c.label)
     stored = store.cells(sid, idx)[cell]
     out = tmp_path / "cell.png"
     result = run_cli("explain", sid[:8], str(idx), "--cell", str(cell), "--data-dir", str(data),
                      "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert f"stored {stored['label']} {stored['label_score']:.3f}" in result.stdout
-    assert f"recomputed with wbc-differential.onnx {stored['label']} " \
-           f"{stored['label_score']:.3f}" in result.stdout
+    assert f"stored {stored.label} {stored.label_score:.3f}" in result.stdout
+    assert f"recomputed with wbc-differential.onnx {stored.label} " \
+           f"{stored.label_score:.3f}" in result.stdout
     image = cv2.imread(str(out))
     assert image.shape[1] == 2 * 3 * 128  # input and overlay side by side, 3x
     left, right = image[:384, :384].astype(int), image[:384, 384:].astype(int)
@@ -134,7 +134,7 @@ def test_a_schema_2_database_is_upgraded_without_losing_fields(tmp_path):
     conn.close()
     store = Store.open(tmp_path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
-    assert [f["origin"] for f in store.fields(sid)] == ["a"]
+    assert [f.origin for f in store.fields(sid)] == ["a"]
     assert store.cells(sid, 0) == [] and store.differential(sid) == []
 
 

@@ -2,6 +2,7 @@ import pytest
 
 from edge.capture.synthetic import SyntheticSource
 from edge.config import Profile
+from edge.core.labels import FieldStatus
 from edge.inference.detector import Detector
 from edge.pipeline import telemetry
 from edge.pipeline.runner import Runner
@@ -54,4 +55,4 @@ def test_a_failed_final_snapshot_still_finishes_the_session(tmp_path, monkeypatc
         Runner(Profile(), store, Detector(BUNDLED_MODEL)).run(
             SyntheticSource(count=2, seed=1), "S-t")
     (session,) = store.sessions()
-    assert session["status"] == "finished" and session["counted"] == 2
+    assert session.status == "finished" and session.fields_by_status[FieldStatus.COUNTED] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
+from edge.core.labels import SessionStatus
 from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
 from edge.storage.store import Store
@@ -29,8 +30,8 @@ def test_a_database_of_release_0_1_0_opens_and_takes_new_sessions(tmp_path):
     conn.close()
 
     store = Store.open(tmp_path)
-    assert store.session("old")["status"] == "finished"
-    assert [f["origin"] for f in store.fields("old")] == ["f0.jpg"]
+    assert store.session("old").status is SessionStatus.FINISHED
+    assert [f.origin for f in store.fields("old")] == ["f0.jpg"]
     sid = store.start_session(sample_id="S-2", operator=None, profile_name="p",
                               profile_json="{}", source="synthetic", model_file="d.onnx",
                               model_sha256="a" * 64, classes=["WBC", "RBC", "Platelets"],

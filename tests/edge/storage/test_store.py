@@ -5,6 +5,7 @@ import pytest
 
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
+from edge.core.labels import FieldStatus
 from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
 from edge.storage.store import Store
@@ -35,7 +36,8 @@ def test_totals_are_sums_of_counted_fields(tmp_path):
     assert store.totals(sid) == {"WBC": 1, "RBC": 5, "Platelets": 1}
     assert store.field_counts(sid)[1] == {"WBC": 0, "RBC": 3, "Platelets": 0}
     row = store.sessions()[0]
-    assert (row["counted"], row["skipped"]) == (2, 1)
+    assert row.fields_by_status == {FieldStatus.COUNTED: 2, FieldStatus.REJECTED: 0,
+                                    FieldStatus.SKIPPED: 1}
 
 
 def test_a_failing_field_leaves_nothing_half_written(tmp_path):
@@ -47,7 +49,7 @@ def test_a_failing_field_leaves_nothing_half_written(tmp_path):
     # a class id outside the class list fails after the field row was inserted
     with pytest.raises(IndexError):
         store.add_field(sid, SHA, CLASSES, _record(1, [7]))
-    assert [f["idx"] for f in store.fields(sid)] == [0]
+    assert [f.idx for f in store.fields(sid)] == [0]
     assert store.totals(sid) == {"WBC": 0, "RBC": 1, "Platelets": 0}
     assert store.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 1
 
@@ -59,7 +61,7 @@ def test_data_survives_reopening(tmp_path):
     finish_session(store, sid)
     store.close()
     again = Store.open(tmp_path)
-    assert again.session(sid[:8])["status"] == "finished"
+    assert again.session(sid[:8]).status == "finished"
     assert again.totals(sid) == {"WBC": 1, "RBC": 1, "Platelets": 0}
 
 

@@ -49,7 +49,7 @@ def test_enqueue_failure_rolls_back_the_finish(tmp_path):
                        " BEGIN SELECT RAISE(ABORT, 'outbox full'); END")
     with pytest.raises(sqlite3.DatabaseError, match="outbox full"):
         finish_session(store, sid)
-    assert store.session(sid)["status"] == "running"
+    assert store.session(sid).status is SessionStatus.RUNNING
     assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
