@@ -8,8 +8,13 @@ The default (`proportion_interval`, method "auto") is Clopper-Pearson when the c
   counts (reproduced in CLSI H20) is exact binomial. Near k = 0 (basophils, blasts in a
   normal smear) Wilson's coverage dips below nominal (Brown, Cai & DasGupta, Statist. Sci.
   2001), and an under-covering interval on a rare class is the error that matters clinically.
-- For larger counts Clopper-Pearson is conservative (coverage 96-99 %, intervals wider than
-  needed) while Wilson's coverage stays close to 95 % on average; so Wilson there.
+- For larger counts Clopper-Pearson is conservative (coverage often 96-99 %, intervals wider
+  than needed) while Wilson's coverage stays close to 95 % on average; so Wilson there.
+
+The switch at 10 is measured, not guessed: over true proportions 0.002-0.5, the exact
+coverage of this rule never falls below 92.8 % (n = 100), 93.7 % (n = 200) and 93.8 %
+(n = 400), against 91.0 / 92.0 / 93.2 % for Wilson alone, and averages 95.1-95.4 %
+(`scripts/clinical_coverage.py`, docs/clinical.md).
 
 The beta quantile for Clopper-Pearson is found by bisection on the regularized incomplete
 beta function, evaluated with its continued fraction (no scipy on the device).
@@ -24,7 +29,7 @@ from statistics import NormalDist
 from typing import Literal
 
 Method = Literal["auto", "wilson", "clopper-pearson"]
-SMALL_COUNT = 5  # "auto": Clopper-Pearson when k or n - k is below this
+SMALL_COUNT = 10  # "auto": Clopper-Pearson when k or n - k is below this
 _EPS = 1e-15
 _TINY = 1e-300
 
