@@ -83,8 +83,8 @@ def all_call(field_probs: Sequence[dict[str, float]] | np.ndarray, classes: Sequ
 def describe(call: AllCall) -> str:
     """One sentence for a report: suggests / consistent with, never a diagnosis."""
     agree = round(call.agreement * call.fields)
-    evidence = (f"probability {call.probability:.2f} ({call.aggregation}), {agree} of "
-                f"{call.fields} fields agree")
+    measure = "vote share" if call.aggregation == "vote" else f"{call.aggregation} probability"
+    evidence = f"{measure} {call.probability:.2f}, {agree} of {call.fields} fields agree"
     name = SUBTYPE_NAMES.get(call.label, call.label)
     if call.label == BENIGN:
         text = f"The field scores are consistent with a benign smear ({evidence})."
