@@ -6,8 +6,6 @@ WBC 1.04, RBC 23.3 +- 3.4, platelets 1.18 per field; RBC boxes ~84-126 px, WBC ~
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -143,10 +141,3 @@ def test_source_frames_are_independent_of_count():
     image, det = render_field(np.random.default_rng([5, 2]))
     assert np.array_equal(long[2].image, image) and np.array_equal(long[2].truth.xyxy, det.xyxy)
     assert SyntheticSource(seed=5).name == "synthetic:seed=5"
-
-
-def test_render_is_fast_enough():
-    start = time.perf_counter()
-    for i in range(5):
-        render_field(np.random.default_rng([9, i]))
-    assert (time.perf_counter() - start) / 5 < 0.25  # ~30 ms on one core; generous for CI load
