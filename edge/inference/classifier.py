@@ -3,6 +3,7 @@ exact preprocessing it was trained with. Pure numpy/OpenCV around the backend: n
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +60,51 @@ class Classifier:
         self.size = self.manifest.input.height
         self.classes = list(self.manifest.classes)
         self.backend: Backend = load_backend(backend, model_path, threads)
+        self.head = self.manifest.head
+        if self.head is not None:
+            try:
+                self.head.arrays()
+            except ValueError as exc:
+                raise HemascopeError(f"manifest of {model_path.name}: {exc}",
+                                     "restore the manifest that came with the model") from None
+            if self.head.classes != len(self.classes):
+                raise HemascopeError(
+                    f"manifest of {model_path.name} has a head for {self.head.classes} classes "
+                    f"and names {len(self.classes)}",
+                    "restore the manifest that came with the model")
+
+    @property
+    def calibrated(self) -> bool:
+        """True for a model calibrated to a site (`hemascope calibrate`)."""
+        return bool(self.manifest.calibration)
 
     @property
     def sha256(self) -> str:
-        return self.manifest.sha256
+        """The digest of the model as it classifies: its file's sha256, or for a model
+        calibrated to a site (same file, new head) the sha256 of that and the head."""
+        if not self.calibrated or self.head is None:
+            return self.manifest.sha256
+        text = f"{self.manifest.sha256}:{self.head.weights}:{self.head.bias}"
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:
-        """(N, C) class probabilities for images already passed through `resize_rgb`."""
+        """(N, C) class probabilities for images already passed through `resize_rgb`: the
+        graph's own, or the manifest's head on the graph's embedding when it has one."""
+        if self.head is not None:
+            return self.head.probabilities(self.embeddings(images_rgb))
         probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
         return np.asarray(probs, dtype=np.float32)
+
+    def embeddings(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """(N, D) pooled embeddings (the graph's second output) of prepared images."""
+        out = []
+        for image in images_rgb:
+            outputs = self.backend.infer(to_batch([image]))
+            if len(outputs) < 2:
+                raise HemascopeError("this classifier's graph returns no embedding",
+                                     "re-export it with `hemascope export onnx` (since 0.2)")
+            out.append(outputs[1][0])
+        return np.asarray(out, dtype=np.float32)
 
     def __call__(self, image_bgr: np.ndarray) -> Prediction:
         probs = self.probabilities([resize_rgb(image_bgr, self.size)])[0]

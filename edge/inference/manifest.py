@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
+from edge.inference.head import LinearHead
 
 MANIFEST_FORMAT = "hemascope-model/1"
 
@@ -28,6 +29,10 @@ class ModelInput(BaseModel):
     letterbox_pad: int = 114
     # "letterbox": keep aspect, pad (detector); "area": cv2 INTER_AREA resize (classifier).
     resize: Literal["letterbox", "area"] = "letterbox"
+    # Range of red-cell diameters, in input pixels, of the fields a detector was validated on
+    # (5th-95th percentile of each field's median): the runner brings a field whose red cells
+    # fall outside it into it (None: never rescales).
+    rbc_diameter: tuple[float, float] | None = None
 
 
 class ModelThresholds(BaseModel):
@@ -70,6 +75,10 @@ class ModelManifest(BaseModel):
     precision: str = "fp32"
     runtime: Runtime = "onnxruntime"
     gate: GateResult | None = None  # None: not gated (e.g. the fp32 reference itself)
+    # A classifier whose graph also returns its embedding may carry its head here: the device
+    # then computes probabilities from the embedding with this head (site calibration).
+    head: LinearHead | None = None
+    calibration: dict[str, Any] = {}  # set by `hemascope calibrate`: base model, sessions, ...
     training: dict[str, Any] = {}
     export: dict[str, Any] = {}
     metrics: dict[str, Any] = {}

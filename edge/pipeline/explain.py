@@ -14,6 +14,7 @@ from edge.core.records import SessionRecord
 from edge.inference.classifier import Classifier
 from edge.inference.occlusion import occlusion_map, overlay
 from edge.pipeline.evidence import write_image_atomic
+from edge.pipeline.second_stage import white_cell_class
 from edge.storage import layout
 from edge.storage.store import Store
 
@@ -27,7 +28,7 @@ class Explanation:
     image: Path
 
 
-def _classifier_for(session: SessionRecord, role: str, model_path: Path) -> Classifier:
+def session_classifier(session: SessionRecord, role: str, model_path: Path) -> Classifier:
     """The installed classifier, refused unless it is the one the session used."""
     used = next((m for m in session.classifiers if m["role"] == role), None)
     if used is None:
@@ -61,7 +62,7 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
         if row.crop_path is None:
             raise HemascopeError(f"cell {cell} has no stored crop (storage.evidence was off)",
                                  "explanations need the stored classifier input")
-        classifier = _classifier_for(session, "wbc", wbc_model)
+        classifier = session_classifier(session, "wbc", wbc_model)
         source = store.data_dir / row.crop_path
         stored = (row.label, float(row.label_score))
         what = f"cell {cell} of field {field_idx}"
@@ -73,7 +74,7 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
         if field.evidence_path is None:
             raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
                                  "was off)", "explanations need the stored classifier input")
-        classifier = _classifier_for(session, "all_subtype", all_model)
+        classifier = session_classifier(session, "all_subtype", all_model)
         source = store.data_dir / layout.field_input(session.id, field_idx)
         probs = field.subtype
         best = max(probs, key=probs.get)
@@ -91,6 +92,7 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
     caption = (f"{what}: {stored[0]} p={stored[1]:.3f}  (red: covering it lowers p most, "
                f"max drop {heat.max():.3f})")
     write_image_atomic(out, overlay(rgb, heat, caption))
-    best_now = int(probs_now.argmax())
+    best_now = (white_cell_class(classifier.classes, probs_now) if cell is not None
+                else int(probs_now.argmax()))
     return Explanation(what, classifier.manifest.file, stored,
                        (classifier.classes[best_now], float(probs_now[best_now])), out)

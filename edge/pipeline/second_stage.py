@@ -13,23 +13,22 @@ import numpy as np
 from edge.config import ClassifiersConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
-from edge.core.labels import RBC, WBC
+from edge.core.labels import NOT_WHITE_CELLS, RBC, WBC
 from edge.inference.classifier import Classifier, resize_rgb
+from edge.pipeline.scale import rbc_diameter
 
-MIN_RULER_CELLS = 3
+# What a session records of a calibrated classifier's provenance.
+CALIBRATION_KEYS = ("base_file", "base_sha256", "sessions", "reviewed_cells",
+                    "leave_one_out_accuracy", "created_at")
 WBC_IN_RBC_DIAMETERS = 1.8  # typical white cell size, when a field has too few red cells
 
 
-def rbc_diameter(det: Detections, rbc_class_id: int, shape: tuple[int, int]) -> float | None:
-    """Median longer side of the red-cell boxes that do not touch the field's border (cut
-    cells would shrink it); None with fewer than MIN_RULER_CELLS of them."""
-    h, w = shape
-    boxes = det.xyxy[det.class_id == rbc_class_id]
-    whole = boxes[(boxes[:, 0] > 1) & (boxes[:, 1] > 1) & (boxes[:, 2] < w - 1)
-                  & (boxes[:, 3] < h - 1)]
-    if len(whole) < MIN_RULER_CELLS:
-        return None
-    return float(np.median(np.maximum(whole[:, 2] - whole[:, 0], whole[:, 3] - whole[:, 1])))
+def white_cell_class(classes: list[str], probs: np.ndarray) -> int:
+    """The most probable class that is a white cell (the detector found one): a probability
+    taken by a non-white-cell class (platelet) lowers the score kept, which flags the cell
+    for review, instead of naming a white cell a platelet."""
+    allowed = np.array([c not in NOT_WHITE_CELLS for c in classes])
+    return int(np.where(allowed, probs, -1.0).argmax()) if allowed.any() else int(probs.argmax())
 
 
 def square_crop(image: np.ndarray, box: np.ndarray, side: float) -> np.ndarray:
@@ -110,9 +109,12 @@ class FieldClassifiers:
         return self.wbc is not None or self.subtype is not None
 
     def models(self) -> list[dict[str, object]]:
-        """What each enabled classifier is, for the session record."""
+        """What each enabled classifier is, for the session record (with its site
+        calibration's provenance when it has one)."""
         return [{"role": role, "file": c.manifest.file, "sha256": c.sha256,
-                 "classes": c.classes}
+                 "classes": c.classes,
+                 **({"calibration": {k: c.manifest.calibration.get(k) for k in CALIBRATION_KEYS}}
+                    if c.calibrated else {})}
                 for role, c in (("wbc", self.wbc), ("all_subtype", self.subtype))
                 if c is not None]
 
@@ -141,7 +143,7 @@ class FieldClassifiers:
                 side = self.config.crop_rbc_diameters * rbc
                 crop = resize_rgb(square_crop(image_bgr, det.xyxy[i], side), self.wbc.size)
                 probs = self.wbc.probabilities([crop])[0]
-                cid = int(probs.argmax())
+                cid = white_cell_class(self.wbc.classes, probs)
                 cells.append(CellLabel(int(i), self.wbc.classes[cid], float(probs[cid]), crop))
         cells_ms = (time.perf_counter() - t0) * 1e3
         if subtype is None:

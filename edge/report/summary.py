@@ -8,11 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edge.core.labels import FieldStatus
+from edge.core.labels import NOT_WHITE_CELLS, FieldStatus
 from edge.storage.store import TIMED_STEPS, Store
 
 REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for review
-NOT_A_WHITE_CELL = "platelet"  # a white-cell box the classifier calls this contradicts it
 UNRELIABLE_SHARE = 0.2  # flagged share above which the differential is called unreliable
 
 
@@ -22,7 +21,7 @@ def differential(cells: list[tuple[str, float]]) -> dict[str, Any] | None:
     if not cells:
         return None
     counts = dict(sorted(Counter(label for label, _ in cells).items()))
-    review = sum(score < REVIEW_BELOW or label == NOT_A_WHITE_CELL for label, score in cells)
+    review = sum(score < REVIEW_BELOW or label in NOT_WHITE_CELLS for label, score in cells)
     return {"classified": len(cells), "counts": counts,
             "percent": {k: round(100 * n / len(cells), 1) for k, n in counts.items()},
             "review": review, "reliable": review <= UNRELIABLE_SHARE * len(cells)}

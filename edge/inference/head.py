@@ -1,0 +1,55 @@
+"""A classifier's linear head (logits = embedding @ W.T + b), carried in its manifest.
+
+A classifier graph that also returns its pooled embedding can have its head replaced
+without touching the model file: site calibration writes a new head into a new manifest,
+and `edge.inference.classifier` applies it on the device with numpy."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _encode(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, "<f4").tobytes()).decode()
+
+
+class LinearHead(BaseModel):
+    """weights (C x D) and bias (C) as base64 of little-endian float32."""
+
+    model_config = ConfigDict(extra="forbid")
+    classes: int
+    dim: int
+    weights: str
+    bias: str
+
+    @field_validator("weights", "bias")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        base64.b64decode(value, validate=True)
+        return value
+
+    @classmethod
+    def from_arrays(cls, weights: np.ndarray, bias: np.ndarray) -> LinearHead:
+        c, d = weights.shape
+        return cls(classes=c, dim=d, weights=_encode(weights), bias=_encode(bias))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, bias) as float32; a size that does not match is a ValueError."""
+        w = np.frombuffer(base64.b64decode(self.weights), "<f4")
+        b = np.frombuffer(base64.b64decode(self.bias), "<f4")
+        if w.size != self.classes * self.dim or b.size != self.classes:
+            raise ValueError(f"head holds {w.size} weights and {b.size} biases, not "
+                             f"{self.classes}x{self.dim} and {self.classes}")
+        return w.reshape(self.classes, self.dim).astype(np.float32), b.astype(np.float32)
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        w, b = self.arrays()
+        return softmax(embeddings.astype(np.float32) @ w.T + b).astype(np.float32)
