@@ -22,6 +22,7 @@ BUNDLED_DETECTOR = MODELS_DIR / "detector.onnx"
 BUNDLED_WBC_CLASSIFIER = MODELS_DIR / "wbc-differential.onnx"
 BUNDLED_ALL_CLASSIFIER = MODELS_DIR / "all-subtype.onnx"
 QC_WORK_SIDE = 240  # short side (px) of the image the quality scores are computed on
+MAX_CELL_DENSITY = 2.8  # twice the densest TXL-PBC val field (1.40), see docs/qc.md
 
 
 class _Section(BaseModel):
@@ -113,9 +114,11 @@ class QCConfig(_Section):
         "Highest mean colour saturation (HSV S, 0-255): a colour cast or a corrupted frame."))
     min_cells: int = Field(3, ge=0, description=(
         "Fewest detected cells (all classes) in a usable field: fewer is an empty field."))
-    max_cells: int = Field(64, ge=1, description=(
-        "Most detected cells in a usable field: more is a thick, overcrowded area. Depends "
-        "on the magnification: raise it for a wider field of view."))
+    max_cell_density: float = Field(MAX_CELL_DENSITY, gt=0, description=(
+        "Most detected cells per field area counted in red-cell units (cells x median red-cell "
+        "diameter^2 / field area; about 0.5-1.5 in a good monolayer): more is a thick, "
+        "overcrowded area. The field's own red cells are the ruler, so the limit holds for "
+        "any objective and camera."))
     max_overlap: float = Field(0.79, ge=0, le=1, description=(
         "Highest share of the box-covered area covered by two or more boxes: cells piled up "
         "in a thick area of the smear."))

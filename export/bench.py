@@ -95,7 +95,7 @@ def bench(models: list[Path], data: Path, split: str = "val", frames: int = 50,
         m = d.manifest
         map50 = None
         if with_map:
-            preds, truths, classes = predict_split(model, data, split, backend=m.runtime)
+            preds, truths, classes, _ = predict_split(model, data, split, backend=m.runtime)
             map50 = detection_metrics(preds, truths, classes).map50
         p50, p90 = np.median(infer[k]), np.percentile(infer[k], 90)
         rows.append(BenchRow(model.name, m.sha256, m.runtime, m.precision,

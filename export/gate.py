@@ -34,13 +34,26 @@ def detector_map50(model: Path, data: Path, split: str, backend: str, delegate: 
     from training.evaluate import predict_split
     from training.metrics import detection_metrics
 
-    preds, truths, classes = predict_split(model, data, split, backend=backend,
+    preds, truths, classes, _ = predict_split(model, data, split, backend=backend,
                                            delegate=delegate)
     return detection_metrics(preds, truths, classes).map50
 
 
-# A classifier's accuracy metric (max drop 0.5 points) slots in here under its task name.
-METRICS: dict[str, Metric] = {"detect": Metric("mAP50", 0.01, detector_map50)}
+def classifier_accuracy(model: Path, data: Path, split: str, backend: str,
+                        delegate: str) -> float:
+    """Accuracy on the split of the class folders the model was trained on, through
+    `edge.inference.classifier` (classifiers run on onnxruntime on every device)."""
+    from edge.inference.classifier import Classifier
+    from training.classify_data import load_pixels, read_class_folders
+
+    classifier = Classifier(model)
+    items = read_class_folders(data, 0.2, classifier.classes).split(split)
+    probs = classifier.probabilities(list(load_pixels(items, classifier.size)))
+    return float((probs.argmax(axis=1) == [it.label for it in items]).mean())
+
+
+METRICS: dict[str, Metric] = {"detect": Metric("mAP50", 0.01, detector_map50),
+                              "classify": Metric("accuracy", 0.005, classifier_accuracy)}
 
 
 class GateFailed(Exception):
@@ -54,6 +67,12 @@ class GateFailed(Exception):
 
 
 def validation_record(data: Path, split: str) -> dict[str, object]:
+    if not (data / "images" / split).is_dir():  # class folders (a classifier)
+        from training.classify_data import read_class_folders
+
+        dataset = read_class_folders(data)
+        return {"folder": str(data), "split": split, "images": len(dataset.split(split)),
+                "digest": dataset.digest()}
     images = sorted(p for p in (data / "images" / split).iterdir()
                     if p.suffix.lower() in IMAGE_SUFFIXES)
     labels = [p for i in images if (p := data / "labels" / split / f"{i.stem}.txt").is_file()]

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
+from edge.core.labels import RBC
 from edge.inference.detector import Detector
 from edge.pipeline.qc import (
     CELL_RULES,
@@ -145,7 +146,8 @@ def measure(path: Path, detector: Detector, rng: np.random.Generator) -> dict:
     variants = {"original": image} | {name: d[0](image) for name, d in DEGRADATIONS.items()}
 
     def cells(name: str) -> dict[str, float]:
-        return cell_scores(detector(variants[name]).detections, image.shape[:2])
+        return cell_scores(detector(variants[name]).detections, image.shape[:2],
+                           detector.classes.index(RBC))
 
     return {"path": str(path), "image": {k: image_scores(v) for k, v in variants.items()},
             "cells": cells("original"), "cells_double_layer": cells("double_layer"),
@@ -195,9 +197,10 @@ def calibrate(records: list[dict]) -> tuple[dict[str, float], dict]:
         good = scores("original", score)
         out[limit] = two_digits(margin(good))
         evidence[limit] = {"original": quantiles(good)}
-    cells = {k: np.array([r["cells"][k] for r in records]) for k in ("cells", "overlap")}
+    cells = {k: np.array([r["cells"][k] for r in records])
+             for k in ("cells", "density", "overlap")}
     out["min_cells"] = int(max(1, np.percentile(cells["cells"], 0.5) // 2))
-    out["max_cells"] = int(two_digits(2 * cells["cells"].max()))
+    out["max_cell_density"] = two_digits(2 * cells["density"].max())
     out["max_overlap"] = two_digits((cells["overlap"].max() + 1) / 2)
     evidence.update({k: {"original": quantiles(v)} for k, v in cells.items()})
     recapture = max(d for r in records for d in r["recapture"])

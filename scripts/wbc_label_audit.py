@@ -105,7 +105,7 @@ def main() -> None:
     variants = {"certain": True, "all": False}  # name -> only the certain corrections
     fixed: dict[str, list[Detections]] = {}  # variant -> corrected truths (the same per model)
     for model in models:
-        preds, truths, classes = predict_split(model, args.data, split)
+        preds, truths, classes, _ = predict_split(model, args.data, split)
         if not fixed:
             fixed = {name: corrected_truths(names, truths, audit, certain_only)
                      for name, certain_only in variants.items()}

@@ -11,8 +11,10 @@ import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.core.detections import Detections
+from edge.core.labels import RBC
 from edge.inference.detector import Detector
 from edge.inference.manifest import ModelManifest, load_verified, manifest_path
+from edge.pipeline.scale import rbc_diameter
 from training.metrics import choose_threshold, count_errors, detection_metrics
 
 EVAL_CONFIDENCE = 0.001  # keep low-score boxes so the precision-recall curve is complete
@@ -32,9 +34,10 @@ def load_truth(label: Path, width: int, height: int) -> Detections:
 def predict_split(model: Path, data: Path, split: str,
                   progress: Callable[[int, int], None] | None = None,
                   backend: str | None = None, delegate: str = "none"
-                  ) -> tuple[list[Detections], list[Detections], list[str]]:
-    """Predictions and truths for every image of a split, through the runtime `backend`
-    (default: the one the model's manifest names)."""
+                  ) -> tuple[list[Detections], list[Detections], list[str],
+                             list[tuple[int, int]]]:
+    """Predictions, truths and (height, width) of every image of a split, through the
+    runtime `backend` (default: the one the model's manifest names)."""
     runtime = backend or load_verified(model).runtime
     detector = Detector(model, runtime, confidence=EVAL_CONFIDENCE, delegate=delegate,
                         allow_failed_gate=True)
@@ -42,15 +45,35 @@ def predict_split(model: Path, data: Path, split: str,
                     if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"no images in {data / 'images' / split}")
-    preds, truths = [], []
+    preds, truths, shapes = [], [], []
     for i, path in enumerate(images):
         image = read_image(path)
+        shapes.append(image.shape[:2])
         preds.append(detector(image).detections)
         truths.append(load_truth(data / "labels" / split / f"{path.stem}.txt",
                                  image.shape[1], image.shape[0]))
         if progress:
             progress(i + 1, len(images))
-    return preds, truths, detector.classes
+    return preds, truths, detector.classes, shapes
+
+
+RULER_PERCENTILES = (5, 95)
+
+
+def training_rulers(truths: list[Detections], shapes: list[tuple[int, int]], classes: list[str],
+                    manifest: ModelManifest) -> tuple[float, float] | None:
+    """The range (5th to 95th percentile over fields) of the labelled red cells' median
+    diameter in the model's input pixels (after the letterbox): the scales the detector was
+    trained and validated at, which the runner brings other fields into."""
+    if RBC not in classes:
+        return None
+    size = (manifest.input.height, manifest.input.width)
+    rulers = [d * min(size[0] / h, size[1] / w) for t, (h, w) in zip(truths, shapes, strict=True)
+              if (d := rbc_diameter(t, classes.index(RBC), (h, w))) is not None]
+    if not rulers:
+        return None
+    lo, hi = np.percentile(rulers, RULER_PERCENTILES)
+    return round(float(lo), 1), round(float(hi), 1)
 
 
 def evaluate_detector(model: Path, data: Path, split: str = "val", set_threshold: bool = False,
@@ -60,7 +83,7 @@ def evaluate_detector(model: Path, data: Path, split: str = "val", set_threshold
     With set_threshold, the operating score threshold is chosen on this split and written,
     with the metrics, into the model's manifest (only allowed on a validation split).
     """
-    preds, truths, classes = predict_split(model, data, split, progress)
+    preds, truths, classes, shapes = predict_split(model, data, split, progress)
     mpath = manifest_path(model)
     manifest = ModelManifest.model_validate(json.loads(mpath.read_text()))
     threshold = choose_threshold(preds, truths, classes) if set_threshold \
@@ -77,6 +100,7 @@ def evaluate_detector(model: Path, data: Path, split: str = "val", set_threshold
         if split != "val":
             raise ValueError("the operating threshold may only be chosen on the val split")
         manifest.thresholds.confidence = threshold
+        manifest.input.rbc_diameter = training_rulers(truths, shapes, classes, manifest)
         manifest.metrics = {"val": result}
         mpath.write_text(manifest.model_dump_json(indent=2) + "\n")
     return result

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.config import QC_WORK_SIDE, QCConfig
 from edge.core.detections import Detections
+from edge.pipeline.scale import rbc_diameter
 
 HASH_SIDE = 32  # fingerprint: DCT of a HASH_SIDE x HASH_SIDE grey thumbnail...
 HASH_BAND = 16  # ...keeping its HASH_BAND x HASH_BAND lowest frequencies (255 bits, no DC)
@@ -41,7 +42,7 @@ IMAGE_RULES = (
 )
 CELL_RULES = (
     ("cells", "min_cells", "empty field"),
-    ("cells", "max_cells", "overcrowded field"),
+    ("density", "max_cell_density", "overcrowded field"),
     ("overlap", "max_overlap", "overlapping cells"),
 )
 
@@ -117,17 +118,25 @@ def box_overlap(xyxy: np.ndarray, image_shape: tuple[int, int]) -> float:
     return np.count_nonzero(depth >= 2) / covered if covered else 0.0
 
 
-def cell_scores(detections: Detections, image_shape: tuple[int, int]) -> dict[str, float]:
-    """Detector-based scores of one field: how many cells, how much their boxes overlap."""
-    return {"cells": float(len(detections)), "overlap": box_overlap(detections.xyxy, image_shape)}
+def cell_scores(detections: Detections, image_shape: tuple[int, int],
+                rbc_class_id: int) -> dict[str, float]:
+    """Detector-based scores of one field: how many cells, how densely they cover it in
+    red-cell units (cells x ruler^2 / field area: the same for any objective and camera; 0
+    without a ruler), how much their boxes overlap."""
+    h, w = image_shape
+    ruler = rbc_diameter(detections, rbc_class_id, image_shape)
+    density = len(detections) * ruler ** 2 / (h * w) if ruler else 0.0
+    return {"cells": float(len(detections)), "density": density,
+            "overlap": box_overlap(detections.xyxy, image_shape)}
 
 
-def assess_cells(detections: Detections, image_shape: tuple[int, int],
-                 cfg: QCConfig) -> QCResult:
-    """Checks that need the detector output (run after it); image_shape is (height, width)."""
+def assess_cells(detections: Detections, image_shape: tuple[int, int], cfg: QCConfig,
+                 rbc_class_id: int) -> QCResult:
+    """Checks that need the detector output (run after it); image_shape is (height, width),
+    `rbc_class_id` the detector's red-cell class (the ruler)."""
     if not cfg.enabled:
         return QCResult(True, (), {})
-    return judge(cell_scores(detections, image_shape), cfg, CELL_RULES)
+    return judge(cell_scores(detections, image_shape, rbc_class_id), cfg, CELL_RULES)
 
 
 def fingerprint(image_bgr: np.ndarray) -> np.ndarray:

@@ -106,7 +106,8 @@ class Runner:
         self.store.add_telemetry(session_id, telemetry.snapshot())
         status = SessionStatus.INTERRUPTED
         ctx = FieldContext(session_id, self.detector.classes, self.detector.sha256,
-                           self.profile.qc, self.profile.storage, self.classifiers)
+                           self.profile.qc, self.profile.storage, self.classifiers,
+                           self.detector)
         try:
             _Flow(self, ctx, source, on_field).run()
             status = SessionStatus.FINISHED

@@ -22,11 +22,12 @@ from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
 from edge.core.files import write_bytes_atomic
 from edge.core.frame import Frame, Unreadable
-from edge.core.labels import FieldStatus
+from edge.core.labels import RBC, FieldStatus
 from edge.core.records import FieldRecord
-from edge.inference.detector import Timed
+from edge.inference.detector import Detector, Timed
 from edge.pipeline.evidence import annotate, encode_image
 from edge.pipeline.qc import DuplicateGuard, QCResult, assess_cells, assess_image, fingerprint
+from edge.pipeline.scale import detect_at_training_scale
 from edge.pipeline.second_stage import FieldClassifiers, FieldLabels, Subtype
 from edge.storage import layout
 from edge.storage.store import Store
@@ -42,6 +43,7 @@ class FieldContext:
     qc: QCConfig
     storage: StorageConfig
     classifiers: FieldClassifiers | None = None
+    detector: Detector | None = None  # to detect a field again at the training scale
 
 
 @dataclass
@@ -110,23 +112,33 @@ def read_field(item: Frame | Unreadable, decode_ms: float, ctx: FieldContext) ->
 def check_field(job: FieldJob, result: Timed | None, ctx: FieldContext,
                 duplicates: DuplicateGuard) -> None:
     """Take the detector's result, decide whether the field counts (cell and duplicate
-    checks, in capture order), and run the WBC differential on a counted field."""
+    checks, in capture order), and run the WBC differential on a counted field. A field
+    whose red cells are far from the detector's training size is detected again at that
+    scale first (`edge.pipeline.scale`)."""
+    if result is not None and ctx.detector is not None and isinstance(job.item, Frame):
+        t0 = time.perf_counter()
+        det = detect_at_training_scale(ctx.detector, job.item.image, result.detections)
+        if det is not result.detections:
+            again = (time.perf_counter() - t0) * 1e3  # counted as inference time
+            result = Timed(det, {**result.timings_ms,
+                                 "infer": result.timings_ms["infer"] + again})
     job.result = result
     if not isinstance(job.item, Frame) or job.image_qc is None:  # unreadable, or QC off
         job.reasons, job.scores = [], {}
     else:
-        job.reasons, job.scores = _verdict(job.item, result, job.image_qc, ctx.qc, duplicates)
+        job.reasons, job.scores = _verdict(job.item, result, job.image_qc, ctx, duplicates)
     if not job.reasons and ctx.classifiers is not None and result is not None:
         job.labels = ctx.classifiers(job.item.image, result.detections, job.subtype)
 
 
-def _verdict(item: Frame, result: Timed | None, image_qc: QCResult, qc: QCConfig,
+def _verdict(item: Frame, result: Timed | None, image_qc: QCResult, ctx: FieldContext,
              duplicates: DuplicateGuard) -> tuple[list[str], dict[str, float]]:
     """QC reasons to reject a field (empty: count it) and the scores measured."""
     scores = dict(image_qc.scores)
     if not image_qc.accepted or result is None:
         return list(image_qc.reasons), scores
-    cells_qc = assess_cells(result.detections, item.image.shape[:2], qc)
+    rbc = ctx.classes.index(RBC) if RBC in ctx.classes else -1
+    cells_qc = assess_cells(result.detections, item.image.shape[:2], ctx.qc, rbc)
     scores.update(cells_qc.scores)
     if not cells_qc.accepted:
         return list(cells_qc.reasons), scores

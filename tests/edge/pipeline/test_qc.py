@@ -15,6 +15,7 @@ from edge.pipeline.qc import (
     assess_cells,
     assess_image,
     box_overlap,
+    cell_scores,
     fingerprint,
     hamming,
     image_scores,
@@ -173,30 +174,46 @@ def grid_boxes(n: int, size: float = 40, step: float = 50) -> Detections:
     return Detections.from_arrays(np.hstack([xy, xy + size]), np.ones(n))
 
 
+RBC_ID = 1  # grid_boxes are all class 1
+
+
 def test_normal_field_of_cells_is_accepted():
-    result = assess_cells(grid_boxes(20), (480, 640), CFG)
+    result = assess_cells(grid_boxes(20), (480, 640), CFG, RBC_ID)
     assert result.accepted, result.reasons
-    assert result.scores == {"cells": 20.0, "overlap": 0.0}
+    # 20 cells of 40 px (the ruler: the boxes off the border) on 640 x 480
+    assert result.scores == {"cells": 20.0, "density": 20 * 40**2 / (480 * 640), "overlap": 0.0}
 
 
 @pytest.mark.parametrize("n", [0, 1, CFG.min_cells - 1])
 def test_empty_field_is_rejected(n):
-    result = assess_cells(grid_boxes(n), (480, 640), CFG)
+    result = assess_cells(grid_boxes(n), (480, 640), CFG, RBC_ID)
     assert not result.accepted
     assert has_reason(result, f"empty field (cells {n} < {CFG.min_cells})")
 
 
 def test_overcrowded_field_is_rejected():
-    boxes = grid_boxes(CFG.max_cells + 1, size=8, step=10)
-    result = assess_cells(boxes, (480, 640), CFG)
-    assert has_reason(result, "overcrowded field (cells ")
+    boxes = grid_boxes(144, size=40, step=15)  # 12 x 12 cells piled on 210 x 210 px
+    result = assess_cells(boxes, (210, 210), CFG, RBC_ID)
+    assert has_reason(result, "overcrowded field (density ")
+
+
+def test_density_is_the_same_through_any_objective():
+    """The same smear through a half-power objective: half the pixels per cell, same
+    density; 90 small cells in a wide field are a normal monolayer, not overcrowded."""
+    det = grid_boxes(90, size=40, step=50)
+    wide = Detections.from_arrays(det.xyxy / 2, det.class_id)
+    full = cell_scores(det, (480 * 2, 640), RBC_ID)
+    half = cell_scores(wide, (480, 320), RBC_ID)
+    assert half["density"] == pytest.approx(full["density"])
+    assert assess_cells(wide, (480, 320), CFG, RBC_ID).accepted
+    assert cell_scores(det, (960, 640), 0)["density"] == 0.0  # no red cells: no ruler
 
 
 def test_piled_up_cells_are_rejected_for_overlap():
     # 20 cells of 60 px, each moved 6 px from the last: a pile, as in a thick area
     xy = np.array([(100 + 6 * i, 100 + 6 * (i % 3)) for i in range(20)], np.float32)
     det = Detections.from_arrays(np.hstack([xy, xy + 60]), np.ones(20))
-    result = assess_cells(det, (480, 640), CFG)
+    result = assess_cells(det, (480, 640), CFG, RBC_ID)
     assert has_reason(result, "overlapping cells (overlap ")
     assert result.scores["overlap"] > 0.8
 

@@ -1,0 +1,112 @@
+"""The field's own scale, and the detector run at the scale it was trained at.
+
+Red cells are about 7.5 um across in every smear, so the median red-cell box of a field is a
+ruler that needs no calibration slide. A detector's manifest records the range of red-cell
+diameters (in its input pixels) of the fields it was validated on; when a field's cells
+reach the detector much smaller (a lower-power objective, a wider camera view) or larger
+than that, the field is detected again at the nearest trained scale: enlarged in
+overlapping windows, or reduced whole. Crops for the differential are sized in red-cell
+diameters already."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.core.detections import Detections
+from edge.core.labels import RBC
+from edge.inference.detector import Detector
+from edge.inference.yolo import nms
+
+MIN_RULER_CELLS = 3
+MARGIN = 1.15  # detect again only when the cells are this far outside the training range
+WINDOW_OVERLAP = 0.25  # share of a window shared with its neighbour (> one white cell)
+MERGE_IOU = 0.5
+
+
+def rbc_diameter(det: Detections, rbc_class_id: int, shape: tuple[int, int]) -> float | None:
+    """Median longer side of the red-cell boxes that do not touch the field's border (cut
+    cells would shrink it); None with fewer than MIN_RULER_CELLS of them."""
+    h, w = shape
+    boxes = det.xyxy[det.class_id == rbc_class_id]
+    whole = boxes[(boxes[:, 0] > 1) & (boxes[:, 1] > 1) & (boxes[:, 2] < w - 1)
+                  & (boxes[:, 3] < h - 1)]
+    if len(whole) < MIN_RULER_CELLS:
+        return None
+    return float(np.median(np.maximum(whole[:, 2] - whole[:, 0], whole[:, 3] - whole[:, 1])))
+
+
+def training_scale(detector: Detector, det: Detections, shape: tuple[int, int]) -> float | None:
+    """How much to enlarge the field (< 1: reduce) for its red cells to reach the detector
+    within the range of sizes it was trained on (1: they do); None without a ruler in the
+    field or a range in the manifest."""
+    trained = detector.manifest.input.rbc_diameter
+    if trained is None or RBC not in detector.classes:
+        return None
+    sure = det[det.confidence >= detector.manifest.thresholds.confidence]
+    ruler = rbc_diameter(sure, detector.classes.index(RBC), shape)
+    if ruler is None:
+        return None
+    seen = ruler * min(detector.size[0] / shape[0], detector.size[1] / shape[1])  # letterboxed
+    low, high = trained
+    if seen * MARGIN < low:
+        return low / seen
+    if seen > high * MARGIN:
+        return high / seen
+    return 1.0
+
+
+def _starts(length: int, window: int) -> list[int]:
+    """Window offsets covering [0, length) with at least WINDOW_OVERLAP shared."""
+    if window >= length:
+        return [0]
+    n = int(np.ceil((length - window) / (window * (1 - WINDOW_OVERLAP)))) + 1
+    return [round(v) for v in np.linspace(0, length - window, n)]
+
+
+def _windows(detector: Detector, image: np.ndarray, scale: float) -> Detections:
+    """Detections of overlapping windows, each 1/scale of the field, in field pixels; a box
+    touching a window's inner edge is left to the neighbour that holds it whole."""
+    h, w = image.shape[:2]
+    wh, ww = max(1, round(h / scale)), max(1, round(w / scale))
+    parts = []
+    for y in _starts(h, wh):
+        for x in _starts(w, ww):
+            det = detector(image[y:y + wh, x:x + ww]).detections
+            b = det.xyxy
+            inner = (((b[:, 0] <= 1) & (x > 0)) | ((b[:, 1] <= 1) & (y > 0))
+                     | ((b[:, 2] >= ww - 1) & (x + ww < w)) | ((b[:, 3] >= wh - 1) & (y + wh < h)))
+            kept = det[~inner]
+            parts.append(Detections(kept.xyxy + np.float32([x, y, x, y]), kept.class_id,
+                                    kept.confidence))
+    return _merge(parts)
+
+
+def _merge(parts: list[Detections]) -> Detections:
+    """Concatenate, then per class keep the best of boxes seen twice in the overlaps."""
+    xyxy = np.concatenate([p.xyxy for p in parts])
+    cls = np.concatenate([p.class_id for p in parts])
+    conf = np.concatenate([p.confidence for p in parts])
+    keep: list[np.ndarray] = []
+    for c in np.unique(cls):
+        idx = np.flatnonzero(cls == c)
+        keep.append(idx[nms(xyxy[idx], conf[idx], MERGE_IOU)])
+    order = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    return Detections(xyxy[order], cls[order], conf[order])
+
+
+def detect_at_training_scale(detector: Detector, image: np.ndarray,
+                             first: Detections | None = None) -> Detections:
+    """The field's detections at the detector's training scale: `first` (the detections at
+    the field's own scale, computed here when not given) when its ruler is close enough."""
+    det = first if first is not None else detector(image).detections
+    scale = training_scale(detector, det, image.shape[:2])
+    if scale is None or scale == 1.0:
+        return det
+    if scale > 1:
+        return _windows(detector, image, scale)
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    down = detector(small).detections
+    return Detections(down.xyxy / np.float32(scale), down.class_id, down.confidence)
