@@ -147,11 +147,33 @@ def check_clock(profile: Profile, now: datetime | None = None) -> Check:
     return Check("clock", OK, f"{now:%Y-%m-%d %H:%M} UTC")
 
 
+def check_site_calibration(profile: Profile) -> Check:
+    """Whether the white-cell differential was calibrated to this site's reviewed cells."""
+    from edge.inference.classifier import Classifier
+
+    if not profile.classifiers.wbc:
+        return Check("site calibration", OK, "no differential (classifiers.wbc is off)")
+    try:
+        model = Classifier(profile.classifiers.wbc_model)
+    except HemascopeError as exc:
+        return Check("site calibration", FAIL, exc.problem, exc.fix)
+    cal = model.manifest.calibration
+    if not cal:
+        return Check("site calibration", WARN,
+                     f"{model.manifest.file} is not calibrated for this site",
+                     "review about 50 white cells of a first smear (hemascope review import), "
+                     "then hemascope calibrate wbc SESSION --out site-wbc.onnx")
+    return Check("site calibration", OK,
+                 f"{model.manifest.file}: calibrated on {cal['reviewed_cells']} reviewed cells "
+                 f"of {len(cal['sessions'])} sessions ({cal['created_at'][:10]}), leave-one-out "
+                 f"agreement {cal['leave_one_out_accuracy']:.2f}")
+
+
 def run_checks(profile_path: Path | None) -> list[Check]:
     first, profile = check_profile(profile_path)
     if profile is None:
         return [first]
     checks: list[Callable[[Profile], Check]] = [
-        check_model, check_classifiers, check_backend, lambda _: check_edgetpu(), check_camera,
-        check_disk, check_database, check_clock]
+        check_model, check_classifiers, check_site_calibration, check_backend,
+        lambda _: check_edgetpu(), check_camera, check_disk, check_database, check_clock]
     return [first, *(check(profile) for check in checks)]

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edge.cli.options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
+from edge.cli.site import calibrate_app, review_app
 from edge.cli.sync import bundle_app, sync_app
 from edge.core.errors import HemascopeError
 from edge.core.labels import FieldStatus
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(sync_app, name="sync")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(review_app, name="review")
+app.add_typer(calibrate_app, name="calibrate")
 
 def _print_counts(header: str, summary: dict[str, Any],
                   truth: dict[str, int] | None = None) -> None:
@@ -67,10 +70,20 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
                          + ("; synthetic cells are drawings, so this differential means nothing"
                             if summary["source"].startswith("synthetic") else ""))
         out.print(table)
+        wbc = next((m for m in summary.get("classifiers", []) if m["role"] == "wbc"), None)
+        if wbc is not None:
+            cal = wbc.get("calibration")
+            out.print(f"differential model {wbc['file']} sha256 {wbc['sha256'][:12]}, "
+                      + (f"calibrated for this site on {cal['reviewed_cells']} reviewed cells "
+                         f"(leave-one-out agreement {cal['leave_one_out_accuracy']:.2f}; base "
+                         f"sha256 {cal['base_sha256'][:12]})" if cal
+                         else "not calibrated for this site"), highlight=False)
         if not diff["reliable"]:
             out.print("[bold red]differential unreliable for this smear[/]: many white cells "
                       "were flagged (often a stain or camera unlike the training smears); "
-                      "review the crops (evidence/SESSION/*-cell*.png) before reporting it")
+                      "review the crops (evidence/SESSION/*-cell*.png) before reporting it, "
+                      "and calibrate the differential for this site from the reviewed cells "
+                      "(hemascope review import, then hemascope calibrate wbc)")
     subtype = summary.get("all_subtype")
     if subtype:
         table = Table(title="ALL subtype, mean probability over fields")

@@ -81,3 +81,26 @@ class StoredCell:
     label: str | None
     label_score: float | None
     crop_path: str | None
+
+
+@dataclass(frozen=True)
+class ClassifiedCell:
+    """A white cell the differential classified, by its place in the session."""
+
+    field_idx: int
+    cell: int  # its detection number in the field: the KKK of NNNNN-cellKKK.png
+    label: str
+    label_score: float
+    crop_path: str | None
+
+
+@dataclass(frozen=True)
+class Review:
+    """A person's verdict on one cell, kept beside the model's output."""
+
+    field_idx: int
+    cell: int
+    label: str
+    reviewer: str | None
+    reviewed_at: str
+    origin: str  # where it came from, e.g. "csv review.csv sha256 ..."

@@ -19,7 +19,14 @@ from pathlib import Path
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now
 from edge.core.labels import FieldStatus, SessionStatus
-from edge.core.records import FieldRecord, SessionRecord, StoredCell, StoredField
+from edge.core.records import (
+    ClassifiedCell,
+    FieldRecord,
+    Review,
+    SessionRecord,
+    StoredCell,
+    StoredField,
+)
 from edge.storage import layout
 
 SCHEMA_VERSION = 3
@@ -100,6 +107,19 @@ CREATE TABLE IF NOT EXISTS telemetry (
 );
 CREATE INDEX IF NOT EXISTS fields_session ON fields(session_id);
 CREATE INDEX IF NOT EXISTS cells_field ON cells(field_id);
+-- A person's verdict on a cell, beside the model's output (never over it); the newest row
+-- for a cell is its reviewed label. Created on open: a release without it ignores it.
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    field_idx INTEGER NOT NULL,
+    cell INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    reviewer TEXT,
+    reviewed_at TEXT NOT NULL,
+    origin TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_session ON reviews(session_id);
 """
 
 
@@ -311,6 +331,36 @@ class Store:
                 for row in self.conn.execute(
                     "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
                     " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx))]
+
+    def classified_cells(self, session_id: str) -> list[ClassifiedCell]:
+        """Every white cell the differential classified in the session's counted fields, as
+        (field_idx, cell, label, label_score, crop_path): `cell` is its detection number
+        in the field (the KKK of its crop's file name)."""
+        return [ClassifiedCell(*row) for row in self.conn.execute(
+            "SELECT * FROM (SELECT f.idx AS field_idx, ROW_NUMBER() OVER (PARTITION BY f.id"
+            " ORDER BY c.id) - 1 AS cell, c.label, c.label_score, c.crop_path FROM cells c"
+            " JOIN fields f ON f.id = c.field_id WHERE f.session_id = ? AND f.status = ?)"
+            " WHERE label IS NOT NULL ORDER BY field_idx, cell",
+            (session_id, FieldStatus.COUNTED))]
+
+    def add_reviews(self, session_id: str, rows: list[tuple[int, int, str]],
+                    reviewer: str | None, origin: str) -> int:
+        """Store (field_idx, cell, label) verdicts in one transaction; returns how many."""
+        now = utc_now()
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO reviews (session_id, field_idx, cell, label, reviewer,"
+                " reviewed_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(session_id, f, c, label, reviewer, now, origin) for f, c, label in rows])
+        return len(rows)
+
+    def reviews(self, session_id: str) -> list[Review]:
+        """The newest verdict on each reviewed cell of a session, in field and cell order."""
+        return [Review(*row) for row in self.conn.execute(
+            "SELECT r.field_idx, r.cell, r.label, r.reviewer, r.reviewed_at, r.origin"
+            " FROM reviews r WHERE r.session_id = ? AND r.id = (SELECT MAX(id) FROM reviews"
+            " WHERE session_id = r.session_id AND field_idx = r.field_idx AND cell = r.cell)"
+            " ORDER BY r.field_idx, r.cell", (session_id,))]
 
     def totals(self, session_id: str) -> dict[str, int]:
         """Per-class totals over the session's counted fields (summed by SQLite)."""

@@ -23,7 +23,10 @@ DOORS = {
     "report": {"core", "config", "storage"},
     "sync": {"core", "config", "storage", "report"},
     "pipeline": {"core", "config", "capture", "inference", "storage", "report", "sync"},
-    "cli": {"core", "config", "capture", "inference", "storage", "report", "sync", "pipeline"},
+    "clinical": set(),
+    "site": {"core", "config", "inference", "storage", "pipeline"},
+    "cli": {"core", "config", "capture", "inference", "storage", "report", "sync", "pipeline",
+            "clinical", "site"},
 }
 
 

@@ -1,0 +1,74 @@
+"""Site calibration measured on laboratories a model never saw (writes JSON).
+
+For each (model, lab) pair — a leave-one-lab-out model and the lab it was not trained on —
+the lab's crops go through `edge.inference.classifier` (with the lab's zoom-out); then, for
+several seeded draws, N of them play the site's first reviewed cells: the head is fitted to
+them exactly as `hemascope calibrate wbc` does, and scored on the lab's other crops. Also
+reported: the model before calibration, and the time to calibrate on 200 cells (fit and
+leave-one-out, as the command does) on one thread.
+
+  D=../shared/datasets/classification
+  python scripts/site_calibration_eval.py --pair runs/lolo-lisc/classifier.onnx $D/wbc-lisc \\
+      --pair runs/lolo-jtsc/classifier.onnx $D/wbc-jtsc:zoom_out=1.8 \\
+      --json docs/bench/site-calibration.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.inference.classifier import Classifier
+from edge.site.calibrate import fit_head, leave_one_out_accuracy, predict
+from training.classify_data import Source, load_pixels, read_class_folders
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pair", nargs=2, action="append", required=True,
+                    metavar=("MODEL", "LAB[:OPTIONS]"))
+    ap.add_argument("--cells", type=int, nargs="+", default=[25, 50, 100])
+    ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    out: dict[str, object] = {"cells": args.cells, "draws": args.draws, "labs": {}}
+    for model_path, spec in args.pair:
+        classifier = Classifier(Path(model_path), threads=1)
+        lab = Source.parse(spec)
+        data = read_class_folders([Source(lab.path, "val", lab.zoom_out)], 0.2,
+                                  classifier.classes, skip_unknown=True)
+        items = data.split("all")
+        pixels = load_pixels(items, classifier.size, data.sources)
+        x = classifier.embeddings(list(pixels)).astype(np.float64)
+        y = np.array([it.label for it in items])
+        assert classifier.head is not None, f"{model_path} has no head"
+        w, b = classifier.head.arrays()
+        w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
+        row: dict[str, object] = {"model": Path(model_path).name, "images": len(y),
+                                  "before": round(float((predict(w0, x) == y).mean()), 4)}
+        for n in args.cells:
+            scores = []
+            for seed in range(args.draws):
+                pick = np.random.default_rng(seed).permutation(len(y))
+                train, test = pick[:n], pick[n:]
+                fitted = fit_head(x[train], y[train], w0)
+                scores.append(float((predict(fitted, x[test]) == y[test]).mean()))
+            row[f"after_{n}"] = {"mean": round(float(np.mean(scores)), 4),
+                                 "min": round(float(np.min(scores)), 4)}
+        sub = np.random.default_rng(0).permutation(len(y))[:200]
+        t0 = time.perf_counter()
+        fitted = fit_head(x[sub], y[sub], w0)
+        leave_one_out_accuracy(x[sub], y[sub], w0, fitted)
+        row["seconds_fit_and_loo_200"] = round(time.perf_counter() - t0, 2)
+        out["labs"][lab.name] = row  # type: ignore[index]
+        print(lab.name, json.dumps(row))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
