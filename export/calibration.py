@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.core.files import file_sha256
+from edge.inference.classifier import resize_rgb, to_batch
 from edge.inference.yolo import letterbox_tensor
 
 RECOMMENDED_IMAGES = 300
@@ -30,15 +31,21 @@ class Calibration:
     folder: Path
     paths: tuple[Path, ...]
     size: tuple[int, int]  # model input (height, width)
+    resize: str = "letterbox"  # as the model's manifest says: "letterbox" or "area"
 
     @property
     def digest(self) -> str:
         return content_digest(self.paths)
 
     def tensors(self) -> Iterator[np.ndarray]:
-        """NCHW float32 tensors in [0, 1], letterboxed like the device does (pad 114)."""
+        """NCHW float32 tensors in [0, 1], prepared as the device does: letterboxed (pad
+        114) for a detector, area-resized for a classifier."""
         for path in self.paths:
-            yield letterbox_tensor(read_image(path), self.size)[0]
+            image = read_image(path)
+            if self.resize == "area":
+                yield to_batch([resize_rgb(image, self.size[0])])
+            else:
+                yield letterbox_tensor(image, self.size)[0]
 
     def record(self) -> dict[str, object]:
         """What the manifest keeps about the calibration data."""
@@ -46,17 +53,21 @@ class Calibration:
 
 
 def calibration_images(folder: Path, size: tuple[int, int],
-                       max_images: int = RECOMMENDED_IMAGES) -> Calibration:
+                       max_images: int = RECOMMENDED_IMAGES, resize: str = "letterbox",
+                       train_paths: list[Path] | None = None) -> Calibration:
     """Up to `max_images` images of `folder`, evenly spaced in name order (deterministic).
 
     A YOLO dataset root is accepted and its `images/train` split is used, so a model is never
-    calibrated on the validation images that gate it. Fewer than 300 images work, with a warning.
+    calibrated on the validation images that gate it; for a classifier the caller passes the
+    training split of its class folders as `train_paths`. Fewer than 300 images work, with a
+    warning.
     """
     if (folder / "images" / "train").is_dir():
         folder = folder / "images" / "train"
     if not folder.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(train_paths if train_paths is not None else
+                   (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
     if not paths:
         raise FileNotFoundError(f"no images in calibration folder {folder}")
     if len(paths) > max_images:
@@ -65,4 +76,4 @@ def calibration_images(folder: Path, size: tuple[int, int],
     if len(paths) < RECOMMENDED_IMAGES:
         warnings.warn(f"calibrating on {len(paths)} images (>= {RECOMMENDED_IMAGES} recommended):"
                       " int8 ranges may not cover real fields", stacklevel=2)
-    return Calibration(folder, tuple(paths), size)
+    return Calibration(folder, tuple(paths), size, resize)

@@ -24,10 +24,12 @@ ReferenceOpt = Annotated[Path, typer.Option(
     "--reference", help="The fp32 ONNX of the same checkpoint: the gate's reference.",
     exists=True, dir_okay=False)]
 Data = Annotated[Path, typer.Option(
-    help="Validation data: a YOLO dataset (images/SPLIT, labels/SPLIT), e.g. runs/detector/data.",
+    help="Validation data: a YOLO dataset (images/SPLIT, labels/SPLIT), e.g. runs/detector/data; "
+    "for a classifier, the class-folder dataset it was trained on (its val split).",
     exists=True, file_okay=False)]
 Calib = Annotated[Path, typer.Option(
-    "--calib", help="Calibration images: a folder, or a YOLO dataset (its train split is used).",
+    "--calib", help="Calibration images: a folder, or a YOLO dataset (its train split is used), "
+    "or for a classifier its class-folder dataset (its train split is used).",
     exists=True, file_okay=False)]
 CalibImages = Annotated[int, typer.Option(
     help="Calibration images used (evenly spaced by name; >= 300 recommended).")]
@@ -63,7 +65,13 @@ def _calibration(folder: Path, reference: Path, images: int):
     from export.calibration import calibration_images
 
     m = load_verified(reference)
-    return calibration_images(folder, (m.input.height, m.input.width), images)
+    size = (m.input.height, m.input.width)
+    if m.task == "classify":  # class folders: calibrate on the training split only
+        from training.classify_data import read_class_folders
+
+        train = [it.path for it in read_class_folders(folder).split("train")]
+        return calibration_images(folder, size, images, "area", train)
+    return calibration_images(folder, size, images)
 
 
 @export_app.command("onnx")
@@ -92,8 +100,11 @@ def export_onnx_command(
     if read_classifier_checkpoint(checkpoint) is not None:  # from `hemascope train classify`
         manifest = export_classifier_onnx(checkpoint, out, opset)
         _exported(out, manifest.sha256)
-        data = manifest.training.get("data", {}).get("source", "DATA_DIR")
-        typer.echo(f"next: hemascope eval {out} --data {data}")
+        from training.classify_data import Source
+
+        data = " ".join(f"--data {Source.from_record(r).spec()}"
+                        for r in manifest.training.get("config", {}).get("sources", []))
+        typer.echo(f"next: hemascope eval {out} {data or '--data DATA_DIR'}")
         return
     manifest = export_onnx(checkpoint, out, imgsz, opset)
     _exported(out, manifest.sha256)

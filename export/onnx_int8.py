@@ -38,6 +38,16 @@ def head_decode_nodes(model: onnx.ModelProto) -> list[str]:
             if n.name.startswith(head) and not _HEAD_BRANCH.search(n.name)]
 
 
+def classifier_float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes of a classifier graph that stay float: everything before its first convolution
+    (the white-point balance: TopK and per-image division, and the input normalisation) and
+    after its last (pooling, the head, softmax): per-image statistics and probabilities have
+    no range one int8 scale fits, and the convolutions are where the time goes."""
+    convs = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"]
+    return [n.name for i, n in enumerate(model.graph.node)
+            if i < convs[0] or i > convs[-1]]
+
+
 class CalibrationReader:
     """onnxruntime CalibrationDataReader over the calibration tensors."""
 
@@ -59,13 +69,14 @@ def export_onnx_int8(reference: Path, out: Path, calibration: Calibration) -> Mo
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    load_verified(reference)
+    task = load_verified(reference).task
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(reference), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
-        excluded = head_decode_nodes(model)
+        excluded = (classifier_float_nodes(model) if task == "classify"
+                    else head_decode_nodes(model))
         reader = CalibrationReader(model.graph.input[0].name, calibration.tensors())
         out.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(
