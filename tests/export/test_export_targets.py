@@ -183,5 +183,9 @@ def test_every_kept_checkpoint_has_its_training_record():
 
     for ckpt in sorted((ROOT / "training" / "checkpoints").glob("*.pt")):
         record = training_manifest(ckpt)
+        if ckpt.stem.startswith("wbc-"):  # a differential
+            assert record.get("command", "").startswith("hemascope train classify"), ckpt
+            assert record["task"] == "classify", ckpt
+            continue
         assert record.get("command", "").startswith("hemascope train detect"), ckpt
         assert f"{record['imgsz']}" in ckpt.stem, ckpt
