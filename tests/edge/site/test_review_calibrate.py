@@ -39,20 +39,21 @@ def site(tmp_path_factory):
     return tmp, data, profile, _run(tmp, data, profile, "slide")
 
 
-def _cells(data, session_id):
+def _stored(data, session_id, what):
+    """(field, cell, label) of the session's classified cells or of its reviews."""
     store = Store.open(data)
     try:
-        return [(c.field_idx, c.cell, c.label) for c in store.classified_cells(session_id)]
+        return [(r.field_idx, r.cell, r.label) for r in getattr(store, what)(session_id)]
     finally:
         store.close()
+
+
+def _cells(data, session_id):
+    return _stored(data, session_id, "classified_cells")
 
 
 def _reviews(data, session_id):
-    store = Store.open(data)
-    try:
-        return [(r.field_idx, r.cell, r.label) for r in store.reviews(session_id)]
-    finally:
-        store.close()
+    return _stored(data, session_id, "reviews")
 
 
 @pytest.mark.parametrize("rows, message", [
