@@ -61,8 +61,12 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
         table.add_column("class")
         table.add_column("cells", justify="right")
         table.add_column("%", justify="right")
+        table.add_column("95 % interval", justify="right")
+        intervals = diff.get("interval_95") or {}
         for label, n in sorted(diff["counts"].items(), key=lambda kv: -kv[1]):
-            table.add_row(label, str(n), f"{diff['percent'][label]:.1f}")
+            low, high = intervals.get(label, (None, None))
+            table.add_row(label, str(n), f"{diff['percent'][label]:.1f}",
+                          "" if low is None else f"{low:.1f}-{high:.1f}")
         table.caption = (f"{diff['classified']} white cells classified, {diff['review']} "
                          "flagged for review (unsure, or called a platelet)"
                          + ("; fewer than 100: percentages are imprecise"

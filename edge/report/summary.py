@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edge.clinical.differential import differential as clinical_differential
 from edge.core.labels import NOT_WHITE_CELLS, FieldStatus
 from edge.storage.store import TIMED_STEPS, Store
 
@@ -15,16 +16,23 @@ REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for revi
 UNRELIABLE_SHARE = 0.2  # flagged share above which the differential is called unreliable
 
 
-def differential(cells: list[tuple[str, float]]) -> dict[str, Any] | None:
-    """Counts and % per class, and the cells to review: the classifier unsure, or calling a
+def differential(cells: list[tuple[str, float]], classes: list[str]) -> dict[str, Any] | None:
+    """Counts and % per class with a 95 % interval for every white-cell class of the model
+    (`edge.clinical`: exact Clopper-Pearson for small counts, Wilson otherwise; a class seen
+    0 times still has one), and the cells to review: the classifier unsure, or calling a
     detected white cell a platelet (the two models disagree: often an unfamiliar stain)."""
     if not cells:
         return None
     counts = dict(sorted(Counter(label for label, _ in cells).items()))
     review = sum(score < REVIEW_BELOW or label in NOT_WHITE_CELLS for label, score in cells)
+    white = {c: counts.get(c, 0) for c in classes if c not in NOT_WHITE_CELLS}
+    shares = clinical_differential(white).to_dict() if sum(white.values()) else None
     return {"classified": len(cells), "counts": counts,
             "percent": {k: round(100 * n / len(cells), 1) for k, n in counts.items()},
-            "review": review, "reliable": review <= UNRELIABLE_SHARE * len(cells)}
+            "review": review, "reliable": review <= UNRELIABLE_SHARE * len(cells),
+            "interval_95": {k: [v["low"], v["high"]] for k, v in shares["classes"].items()}
+            if shares else None,
+            "insufficient": shares["insufficient"] if shares else True}
 
 
 def session_summary(store: Store, session_id: str) -> dict[str, Any]:
@@ -54,7 +62,8 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "model": {"file": s.model_file, "sha256": s.model_sha256},
         "classes": classes,
         "classifiers": s.classifiers,
-        "differential": differential(store.differential(s.id)),
+        "differential": differential(store.differential(s.id), next(
+            (m.get("classes", []) for m in s.classifiers if m.get("role") == "wbc"), [])),
         "all_subtype": {
             "fields": len(subtypes),
             "mean_probability": {k: round(statistics.fmean(p[k] for p in subtypes), 4)

@@ -20,7 +20,7 @@ DOORS = {
     "capture": {"core", "config"},
     "inference": {"core", "config"},
     "storage": {"core", "config"},
-    "report": {"core", "config", "storage"},
+    "report": {"core", "config", "storage", "clinical"},
     "sync": {"core", "config", "storage", "report"},
     "pipeline": {"core", "config", "capture", "inference", "storage", "report", "sync"},
     "clinical": set(),

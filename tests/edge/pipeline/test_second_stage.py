@@ -59,6 +59,13 @@ def test_every_counted_white_cell_gets_a_class_and_its_crop(classified_session):
     assert labelled == wbc_total == diff["classified"] == sum(diff["counts"].values())
     assert sum(diff["percent"].values()) == pytest.approx(100, abs=0.2)
     assert diff["review"] == flagged and diff["reliable"] == (flagged <= 0.2 * labelled)
+    # a 95 % interval for every white-cell class of the model, seen or not
+    white = [c for c in report["classifiers"][0]["classes"] if c != "platelet"]
+    assert set(diff["interval_95"]) == set(white)
+    for label, (low, high) in diff["interval_95"].items():
+        share = 100 * diff["counts"].get(label, 0) / labelled
+        assert low <= share + 0.05 and share - 0.05 <= high and high - low > 0
+    assert diff["insufficient"]  # a handful of cells is never a sufficient differential
 
 
 def test_every_counted_field_has_all_subtype_probabilities(classified_session):
