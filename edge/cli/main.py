@@ -68,7 +68,8 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
             table.add_row(label, str(n), f"{diff['percent'][label]:.1f}",
                           "" if low is None else f"{low:.1f}-{high:.1f}")
         table.caption = (f"{diff['classified']} white cells classified, {diff['review']} "
-                         "flagged for review (unsure, or called a platelet)"
+                         "flagged for review (score below 0.6; often a cell that looks like a "
+                         "platelet)"
                          + ("; fewer than 100: percentages are imprecise"
                             if diff["classified"] < 100 else "")
                          + ("; synthetic cells are drawings, so this differential means nothing"
