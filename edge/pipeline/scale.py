@@ -20,7 +20,8 @@ from edge.inference.yolo import nms
 
 MIN_RULER_CELLS = 3
 MARGIN = 1.15  # detect again only when the cells are this far outside the training range
-WINDOW_OVERLAP = 0.25  # share of a window shared with its neighbour (> one white cell)
+WINDOW_OVERLAP = 0.25  # least share of a window shared with its neighbour...
+OVERLAP_RBC = 3.0  # ... and at least this many red-cell diameters: wider than a white cell
 MERGE_IOU = 0.5
 
 
@@ -36,16 +37,22 @@ def rbc_diameter(det: Detections, rbc_class_id: int, shape: tuple[int, int]) -> 
     return float(np.median(np.maximum(whole[:, 2] - whole[:, 0], whole[:, 3] - whole[:, 1])))
 
 
+def field_ruler(detector: Detector, det: Detections, shape: tuple[int, int]) -> float | None:
+    """The field's red-cell diameter in its pixels, from the detections the detector is sure
+    of (its operating threshold); None without enough whole red cells."""
+    if RBC not in detector.classes:
+        return None
+    sure = det[det.confidence >= detector.manifest.thresholds.confidence]
+    return rbc_diameter(sure, detector.classes.index(RBC), shape)
+
+
 def training_scale(detector: Detector, det: Detections, shape: tuple[int, int]) -> float | None:
     """How much to enlarge the field (< 1: reduce) for its red cells to reach the detector
     within the range of sizes it was trained on (1: they do); None without a ruler in the
     field or a range in the manifest."""
     trained = detector.manifest.input.rbc_diameter
-    if trained is None or RBC not in detector.classes:
-        return None
-    sure = det[det.confidence >= detector.manifest.thresholds.confidence]
-    ruler = rbc_diameter(sure, detector.classes.index(RBC), shape)
-    if ruler is None:
+    ruler = field_ruler(detector, det, shape)
+    if trained is None or ruler is None:
         return None
     seen = ruler * min(detector.size[0] / shape[0], detector.size[1] / shape[1])  # letterboxed
     low, high = trained
@@ -56,22 +63,26 @@ def training_scale(detector: Detector, det: Detections, shape: tuple[int, int]) 
     return 1.0
 
 
-def _starts(length: int, window: int) -> list[int]:
-    """Window offsets covering [0, length) with at least WINDOW_OVERLAP shared."""
+def _starts(length: int, window: int, overlap: float) -> list[int]:
+    """Window offsets covering [0, length), neighbours sharing at least `overlap` pixels
+    (at most half a window)."""
     if window >= length:
         return [0]
-    n = int(np.ceil((length - window) / (window * (1 - WINDOW_OVERLAP)))) + 1
+    step = window - min(max(overlap, WINDOW_OVERLAP * window), window / 2)
+    n = int(np.ceil((length - window) / step)) + 1
     return [round(v) for v in np.linspace(0, length - window, n)]
 
 
-def _windows(detector: Detector, image: np.ndarray, scale: float) -> Detections:
+def _windows(detector: Detector, image: np.ndarray, scale: float, ruler: float) -> Detections:
     """Detections of overlapping windows, each 1/scale of the field, in field pixels; a box
-    touching a window's inner edge is left to the neighbour that holds it whole."""
+    touching a window's inner edge is left to the neighbour that holds it whole (they
+    overlap by more than a white cell)."""
     h, w = image.shape[:2]
     wh, ww = max(1, round(h / scale)), max(1, round(w / scale))
+    overlap = OVERLAP_RBC * ruler
     parts = []
-    for y in _starts(h, wh):
-        for x in _starts(w, ww):
+    for y in _starts(h, wh, overlap):
+        for x in _starts(w, ww, overlap):
             det = detector(image[y:y + wh, x:x + ww]).detections
             b = det.xyxy
             inner = (((b[:, 0] <= 1) & (x > 0)) | ((b[:, 1] <= 1) & (y > 0))
@@ -104,7 +115,9 @@ def detect_at_training_scale(detector: Detector, image: np.ndarray,
     if scale is None or scale == 1.0:
         return det
     if scale > 1:
-        return _windows(detector, image, scale)
+        ruler = field_ruler(detector, det, image.shape[:2])
+        assert ruler is not None  # a scale was found from it
+        return _windows(detector, image, scale, ruler)
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
