@@ -131,6 +131,31 @@ def check_database(profile: Profile) -> Check:
     return Check("database", OK, f"{db} passes the integrity check ({health.sessions} sessions)")
 
 
+def check_recovery(profile: Profile) -> Check:
+    """Close the sessions a stopped process left running (`edge.pipeline.recovery`) and say so."""
+    from edge.pipeline.recovery import recover_sessions
+    from edge.storage.store import Store
+
+    if not (profile.storage.data_dir / layout.DATABASE).exists():
+        return Check("recovery", OK, "no database yet")
+    try:
+        store = Store.open(profile.storage.data_dir)
+        try:
+            recovery = recover_sessions(store)
+        finally:
+            store.close()
+    except (HemascopeError, sqlite3.Error) as exc:
+        return Check("recovery", FAIL, f"sessions left running not checked: {exc}",
+                     "see the database check")
+    if not recovery.sessions:
+        return Check("recovery", OK, "no session left running by a stopped process")
+    return Check("recovery", WARN,
+                 f"closed {len(recovery.sessions)} sessions left running by a stopped process "
+                 f"({', '.join(s[:12] for s in recovery.sessions)}) as interrupted, queued for "
+                 f"sync; {recovery.orphan_files} orphan files removed",
+                 "none: their stored fields are kept; see why the runs stopped (power, kill)")
+
+
 def check_clock(profile: Profile, now: datetime | None = None) -> Check:
     now = now or datetime.now(UTC)
     if now < EARLIEST_PLAUSIBLE:
@@ -175,5 +200,6 @@ def run_checks(profile_path: Path | None) -> list[Check]:
         return [first]
     checks: list[Callable[[Profile], Check]] = [
         check_model, check_classifiers, check_site_calibration, check_backend,
-        lambda _: check_edgetpu(), check_camera, check_disk, check_database, check_clock]
+        lambda _: check_edgetpu(), check_camera, check_disk, check_database, check_recovery,
+        check_clock]
     return [first, *(check(profile) for check in checks)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -11,7 +12,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edge.cli.options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
+from edge.cli.options import (
+    DataDirOpt,
+    ProfileOpt,
+    err,
+    load_with_data_dir,
+    open_store,
+    out,
+)
 from edge.cli.site import calibrate_app, review_app
 from edge.cli.sync import bundle_app, sync_app
 from edge.core.errors import HemascopeError
@@ -135,7 +143,6 @@ def run(
     from edge.pipeline.runner import FieldOutcome, Runner
     from edge.pipeline.second_stage import FieldClassifiers
     from edge.report.summary import session_summary, write_json
-    from edge.storage.store import Store
 
     prof = load_with_data_dir(profile, data_dir)
     detector = Detector.from_config(prof.model, prof.backend, prof.thresholds)
@@ -148,7 +155,7 @@ def run(
         src = SettledSource(src, prof.capture)
     if is_live(spec):
         src = LimitedSource(src, prof.camera.max_fields)
-    store = Store.open(prof.storage.data_dir)
+    store = open_store(prof.storage.data_dir)
     total = len(getattr(src, "paths", [])) or getattr(src, "count", None)
     skipped: list[str] = []
     truth: dict[str, int] = {}
@@ -186,9 +193,7 @@ def run(
 @app.command()
 def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
     """List stored sessions, newest first."""
-    from edge.storage.store import Store
-
-    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
+    store = open_store(load_with_data_dir(profile, data_dir).storage.data_dir)
     table = Table()
     for col in ("session", "sample", "started", "status", "counted", "rejected", "unreadable",
                 "model"):
@@ -211,9 +216,8 @@ def report(
 ) -> None:
     """Print a session's counts and write its JSON report."""
     from edge.report.summary import session_summary, write_json
-    from edge.storage.store import Store
 
-    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
+    store = open_store(load_with_data_dir(profile, data_dir).storage.data_dir)
     summary = session_summary(store, session)
     _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
                   f"  ({summary['status']})", summary)
@@ -263,7 +267,8 @@ def explain(
 @app.command()
 def doctor(profile: ProfileOpt = None) -> None:
     """Check that this device is ready: profile, model and digest, runtime, camera, disk,
-    database integrity and clock. Exit code 0 when ready, 1 when a check fails.
+    database integrity, sessions left running by a stopped process (closed) and clock.
+    Exit code 0 when ready, 1 when a check fails.
 
     Example: hemascope doctor -p firmware_config/profiles/rpi5-cpu.toml
     """
@@ -299,13 +304,22 @@ def _add_plugins(argv: list[str]) -> None:
             app.command(ep.name)(obj)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM (`systemctl stop`) and SIGHUP (terminal closed) end a command as Ctrl-C does."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
     _add_plugins(sys.argv[1:])
+    for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop)
     try:
         app()
     except HemascopeError as exc:
         err.print(f"error: {exc.problem} — {exc.fix}", markup=False, highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted: fields stored so far are kept", markup=False)
+    except KeyboardInterrupt as exc:
+        by = f" by {exc}" if str(exc) else ""
+        err.print(f"interrupted{by}: fields stored so far are kept", markup=False)
         sys.exit(130)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from edge.config import Profile, load_profile
+
+if TYPE_CHECKING:
+    from edge.storage.store import Store
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -25,3 +28,19 @@ def load_with_data_dir(path: Path | None, data_dir: Path | None) -> Profile:
     if data_dir is not None:
         profile.storage.data_dir = data_dir
     return profile
+
+
+def open_store(data_dir: Path) -> Store:
+    """The device store, after closing the sessions a stopped process left running (said on
+    stderr): what `run`, `sessions`, `report` and `sync` start with."""
+    from edge.pipeline.recovery import recover_sessions
+    from edge.storage.store import Store
+
+    store = Store.open(data_dir)
+    recovery = recover_sessions(store)
+    if recovery.sessions:
+        err.print(f"recovered {len(recovery.sessions)} sessions left running by a stopped "
+                  f"process ({', '.join(s[:12] for s in recovery.sessions)}): marked "
+                  f"interrupted, stored fields kept, queued for sync; "
+                  f"{recovery.orphan_files} orphan files removed", markup=False, highlight=False)
+    return store

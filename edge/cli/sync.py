@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from edge.cli.options import DataDirOpt, ProfileOpt, err, load_with_data_dir, out
+from edge.cli.options import (
+    DataDirOpt,
+    ProfileOpt,
+    err,
+    load_with_data_dir,
+    open_store,
+    out,
+)
 from edge.config import Profile
 from edge.core.errors import HemascopeError
+
+if TYPE_CHECKING:
+    from edge.storage.store import Store
 
 sync_app = typer.Typer(rich_markup_mode=None)
 bundle_app = typer.Typer(help="Carry session payloads to the hub on a USB stick.",
@@ -21,11 +31,10 @@ def _say(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
-def _print_status(profile: Profile) -> None:
-    from edge.storage.store import Store
+def _print_status(profile: Profile, store: Store) -> None:
     from edge.sync.payload import outbox as payload_outbox
 
-    outbox = payload_outbox(Store.open(profile.storage.data_dir))
+    outbox = payload_outbox(store)
     counts = outbox.counts()
     out.print(f"hub {profile.sync.hub_url or '(sync.hub_url not set)'}  "
               f"last confirmed {outbox.last_sent_at() or 'never'}", highlight=False)
@@ -66,14 +75,13 @@ def sync(
     if ctx.invoked_subcommand is not None:
         return
     prof = load_with_data_dir(profile, data_dir)
+    store = open_store(prof.storage.data_dir)
     if status:
-        _print_status(prof)
+        _print_status(prof, store)
         return
-    from edge.storage.store import Store
     from edge.sync.client import sync as run_sync
     from edge.sync.payload import outbox as payload_outbox
 
-    store = Store.open(prof.storage.data_dir)
     if retry_failed:
         _say(f"{payload_outbox(store).retry_failed()} failed payloads queued again")
     report = run_sync(store, prof.sync, on_event=_say)

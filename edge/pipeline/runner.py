@@ -97,18 +97,20 @@ class Runner:
         If the run stops early (error, Ctrl-C, camera gone), every field finished before the
         stop is still stored (only the fields in hand at that moment, in the detector or being
         read, are dropped, never half stored), the session is marked 'interrupted' and the
-        error is raised.
+        error is raised. SIGTERM and SIGHUP do the same as Ctrl-C in the `hemascope` command
+        (`edge.cli.main`); a session whose process was killed outright is closed by the next
+        command (`edge.pipeline.recovery`).
         """
         session_id = start_session(self.store, self.profile, source.name, self.detector,
                                    self.classifiers, sample_id, operator)
-        if self.classifiers is not None:
-            self.classifiers.new_session()
-        self.store.add_telemetry(session_id, telemetry.snapshot())
         status = SessionStatus.INTERRUPTED
-        ctx = FieldContext(session_id, self.detector.classes, self.detector.sha256,
-                           self.profile.qc, self.profile.storage, self.classifiers,
-                           self.detector)
-        try:
+        try:  # from here on, a stop (even during the first snapshot) ends the session
+            if self.classifiers is not None:
+                self.classifiers.new_session()
+            self.store.add_telemetry(session_id, telemetry.snapshot())
+            ctx = FieldContext(session_id, self.detector.classes, self.detector.sha256,
+                               self.profile.qc, self.profile.storage, self.classifiers,
+                               self.detector)
             _Flow(self, ctx, source, on_field).run()
             status = SessionStatus.FINISHED
         finally:

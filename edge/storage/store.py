@@ -19,6 +19,7 @@ from pathlib import Path
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now
 from edge.core.labels import FieldStatus, SessionStatus
+from edge.core.processes import ProcessId, this_process
 from edge.core.records import (
     ClassifiedCell,
     FieldRecord,
@@ -120,6 +121,14 @@ CREATE TABLE IF NOT EXISTS reviews (
     origin TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviews_session ON reviews(session_id);
+-- The process running a session (pid, and its start time where /proc gives it, so a reused
+-- pid is not taken for it): a running session whose process is gone is recovered
+-- (`edge.pipeline.recovery`). Created on open: a release without it ignores it.
+CREATE TABLE IF NOT EXISTS session_owners (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    pid INTEGER NOT NULL,
+    started TEXT
+);
 """
 
 
@@ -226,7 +235,32 @@ class Store:
                  model_sha256, json.dumps(classes), json.dumps(classifiers or []), version,
                  utc_now(), SessionStatus.RUNNING),
             )
+            owner = this_process()
+            conn.execute("INSERT INTO session_owners (session_id, pid, started) VALUES (?, ?, ?)",
+                         (session_id, owner.pid, owner.started))
         return session_id
+
+    def running_sessions(self) -> list[tuple[str, ProcessId | None]]:
+        """(id, owning process) of every running session; None for a session started by a
+        release that did not record it."""
+        return [(row["id"], None if row["pid"] is None else ProcessId(row["pid"], row["started"]))
+                for row in self.conn.execute(
+                    "SELECT s.id, o.pid, o.started FROM sessions s LEFT JOIN session_owners o"
+                    " ON o.session_id = s.id WHERE s.status = ? ORDER BY s.started_at",
+                    (SessionStatus.RUNNING,))]
+
+    def field_indexes(self, session_id: str) -> set[int]:
+        """The idx of every stored field of a session."""
+        return {row[0] for row in self.conn.execute(
+            "SELECT idx FROM fields WHERE session_id = ?", (session_id,))}
+
+    def last_activity(self, session_id: str) -> str:
+        """The newest time stored for a session: its start, a field or a telemetry snapshot."""
+        return self.conn.execute(
+            "SELECT MAX(t) FROM (SELECT started_at AS t FROM sessions WHERE id = ?1"
+            " UNION ALL SELECT captured_at FROM fields WHERE session_id = ?1"
+            " UNION ALL SELECT at FROM telemetry WHERE session_id = ?1)", (session_id,)
+        ).fetchone()[0]
 
     def add_field(self, session_id: str, model_sha256: str, classes: list[str],
                   record: FieldRecord) -> int:
@@ -268,11 +302,12 @@ class Store:
             raise _storage_error(exc, self.data_dir) from None
         return field_id
 
-    def end_session(self, session_id: str, status: SessionStatus) -> None:
-        """Set the end time and final status, inside the caller's transaction (which also
-        queues the session's payload: `edge.pipeline.session.finish_session`)."""
+    def end_session(self, session_id: str, status: SessionStatus,
+                    ended_at: str | None = None) -> None:
+        """Set the end time (default: now) and final status, inside the caller's transaction
+        (which also queues the session's payload: `edge.pipeline.session.finish_session`)."""
         self.conn.execute("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?",
-                          (utc_now(), status, session_id))
+                          (ended_at or utc_now(), status, session_id))
 
     def add_telemetry(self, session_id: str, data: dict) -> None:
         with self.transaction() as conn:
