@@ -310,16 +310,15 @@ def _stop(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    _add_plugins(sys.argv[1:])
-    for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _stop)
     try:
-        app()
+        for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _stop)
+        _add_plugins(sys.argv[1:])
+        app()  # typer ends a KeyboardInterrupt inside a command with exit code 130
     except HemascopeError as exc:
         err.print(f"error: {exc.problem} — {exc.fix}", markup=False, highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt as exc:
-        by = f" by {exc}" if str(exc) else ""
-        err.print(f"interrupted{by}: fields stored so far are kept", markup=False)
+    except KeyboardInterrupt:
+        err.print("interrupted: fields stored so far are kept", markup=False)
         sys.exit(130)

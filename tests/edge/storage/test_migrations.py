@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 
 from edge.core.labels import SessionStatus
@@ -44,4 +45,24 @@ def test_a_database_of_release_0_1_0_opens_and_takes_new_sessions(tmp_path):
         "SELECT payload_key FROM outbox ORDER BY id")]
     assert keys == ["old", sid]  # the old payload is kept as it was, the new one queued
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    store.close()
+
+
+def test_a_session_left_running_in_a_0_1_0_database_has_no_owner_and_new_ones_do(tmp_path):
+    conn = sqlite3.connect(tmp_path / "hemascope.db")
+    conn.executescript((FIXTURES / "schema-0.1.0.sql").read_text())
+    conn.execute("INSERT INTO sessions (id, sample_id, profile_name, profile_json, source,"
+                 " model_file, model_sha256, classes_json, hemascope_version, started_at,"
+                 " status) VALUES ('old', 'S-1', 'p', '{}', 'synthetic', 'detector.onnx', ?,"
+                 " '[]', '0.1.0', '2026-11-01T08:00:00', 'running')", ("a" * 64,))
+    conn.commit()
+    conn.close()
+
+    store = Store.open(tmp_path)
+    sid = store.start_session(sample_id="S-2", operator=None, profile_name="p",
+                              profile_json="{}", source="synthetic", model_file="d.onnx",
+                              model_sha256="a" * 64, classes=[], version="0.1.0")
+    owners = dict(store.running_sessions())
+    assert owners["old"] is None  # recorded by no release: recovered at the next start
+    assert owners[sid] is not None and owners[sid].pid == os.getpid()
     store.close()
