@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,7 +184,7 @@ class Store:
         conn = sqlite3.connect(data_dir / layout.DATABASE, isolation_level=None,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -427,6 +428,19 @@ def _field(row: sqlite3.Row) -> StoredField:
         evidence_path=row["evidence_path"],
         timings_ms={k: row[f"{k}_ms"] for k in TIMED_STEPS},
         subtype=json.loads(row["subtype_json"]) if row["subtype_json"] else None)
+
+
+def _use_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
+    """PRAGMA journal_mode=WAL. Two commands opening a new database at once race for it, and
+    SQLite answers 'database is locked' at once, without the busy wait: try again a while."""
+    for attempt in range(tries):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _upgrade_from_v2(conn: sqlite3.Connection) -> None:

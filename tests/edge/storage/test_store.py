@@ -1,4 +1,6 @@
+import multiprocessing
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,3 +77,19 @@ def test_unwritable_data_dir(tmp_path):
     blocker.write_text("")
     with pytest.raises(HemascopeError, match="not writable"):
         Store.open(blocker / "data")
+
+
+def _open_and_close(data_dir: str) -> str:
+    try:
+        Store.open(Path(data_dir)).close()
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    return "ok"
+
+
+def test_two_processes_opening_a_new_database_at_once_both_succeed(tmp_path):
+    """Both switch the new database to WAL at once; SQLite refuses one without waiting
+    ('database is locked') without the busy wait: it is tried again."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for i in range(40):
+            assert pool.map(_open_and_close, [str(tmp_path / str(i))] * 2) == ["ok", "ok"]
