@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -161,8 +162,9 @@ class Trial:
         before = session_of(self.data_dir, sample)
         proc.send_signal(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
         proc.wait()
-        # SIGTERM ends a command with 130 as Ctrl-C does, or kills a Python still starting
-        if proc.returncode not in (-signal.SIGKILL, -signal.SIGTERM, 130):
+        # 0: the run ended before its stop; SIGTERM ends a command with 130 as Ctrl-C does,
+        # or kills a Python still starting
+        if proc.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM, 130):
             self.failures.append(f"{sample}: exited {proc.returncode} before its stop: "
                                  f"{self.log(sample)}")
         at_stop = session_of(self.data_dir, sample)
@@ -179,9 +181,12 @@ class Trial:
         result = hemascope("sessions", "--data-dir", str(self.data_dir))
         if result.returncode != 0:
             self.failures.append(f"hemascope sessions failed: {result.stderr.strip()}")
+        removed = re.search(r"(\d+) orphan files removed", result.stderr)
+        record["orphan_files_removed"] = int(removed[1]) if removed else 0
         after = session_of(self.data_dir, sample)
         if at_stop is not None and after["fields"] != at_stop["fields"]:
             self.failures.append(f"{sample}: fields {at_stop['fields']} -> {after['fields']}")
+            record["fields_lost"] = len(set(at_stop["fields"]) - set(after["fields"]))
         for s, p, seen in others:
             now = session_of(self.data_dir, s)
             if seen is not None and seen["status"] == "running" and p.poll() is None \
@@ -201,10 +206,10 @@ class Trial:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folder", type=Path, required=True, help="images copied for the runs")
-    ap.add_argument("--images", type=int, default=40, help="how many images (seeded choice)")
+    ap.add_argument("--images", type=int, default=100, help="how many images (seeded choice)")
     ap.add_argument("--kills", type=int, default=10, help="SIGKILLs")
     ap.add_argument("--terms", type=int, default=4, help="SIGTERMs")
-    ap.add_argument("--max-delay", type=float, default=8.0,
+    ap.add_argument("--max-delay", type=float, default=5.0,
                     help="a stop comes 0..this many seconds after its run started")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -232,6 +237,8 @@ def main() -> None:
         "moments": {m: sum(r["moment"] == m for r in records)
                     for m in ("before its session", "mid-run", "after its end")},
         "fields_at_stops": sum(r["fields_at_stop"] for r in records),
+        "committed_fields_lost": sum(r.get("fields_lost", 0) for r in records),
+        "orphan_files_removed_by_recovery": sum(r["orphan_files_removed"] for r in records),
         "sessions_running_after_next_start": checks["by_status"]["running"],
         "orphan_files": len(checks["orphan_files"]),
         "interrupted_not_in_outbox": len(checks["interrupted_not_in_outbox"]),
