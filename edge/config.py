@@ -23,6 +23,7 @@ BUNDLED_WBC_CLASSIFIER = MODELS_DIR / "wbc-differential.onnx"
 BUNDLED_ALL_CLASSIFIER = MODELS_DIR / "all-subtype.onnx"
 QC_WORK_SIDE = 240  # short side (px) of the image the quality scores are computed on
 MAX_CELL_DENSITY = 2.8  # twice the densest TXL-PBC val field (1.40), see docs/qc.md
+MAX_IMAGE_ASPECT = 8  # long side / short side: cameras are 1:1 to 16:9, a 2x2 mosaic the same
 
 
 class _Section(BaseModel):
@@ -42,6 +43,18 @@ class SourceConfig(_Section):
     settle: bool = Field(False, description=(
         "Manual scanning: watch the live stream and take one field each time the stage has "
         "moved and settled (see [capture]); `hemascope run --settle` does the same."))
+    max_image_mb: float = Field(50, gt=0, description=(
+        "Largest image file a folder source reads (MB); a larger file is skipped with its "
+        "reason, before it is read. 50 holds a 20-megapixel camera's PNG or JPEG; an "
+        "uncompressed 20-megapixel BMP or TIFF (60 MB) needs more."))
+    max_image_megapixels: float = Field(25, gt=0, description=(
+        "Largest image a folder source decodes (megapixels, width x height read from the file "
+        "header before decoding; a larger one is skipped with its reason). 25 holds the "
+        "largest microscope cameras in use (20 MP, 5472x3648; the Pi HQ camera is 12.3 MP) "
+        "and keeps a decoded field under 75 MB; a run's peak memory grows about 12 MB per "
+        "megapixel of its fields (three 20 MP fields: 475 MB on 2 cores). An image with one "
+        f"side over {MAX_IMAGE_ASPECT}x the other is skipped too: it is no field of view, and "
+        "scaling it to the quality-control size would take gigabytes."))
 
 
 class CameraConfig(_Section):

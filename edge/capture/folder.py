@@ -1,8 +1,15 @@
-"""Fields from a folder of image files (sorted by name)."""
+"""Fields from a folder of image files (sorted by name).
+
+Every file is checked before it is decoded: a regular file (never a FIFO, device or
+folder), within `source.max_image_mb`, and with a header whose size is within
+`source.max_image_megapixels` and the shape of a field of view. A file that fails any check,
+or does not decode, is reported as `Unreadable` with its reason and the folder goes on.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,32 +17,99 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture.image_header import image_size
+from edge.config import MAX_IMAGE_ASPECT, SourceConfig
 from edge.core.errors import HemascopeError
 from edge.core.frame import Frame, Unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+MB = 2**20
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to BGR uint8, or raise ValueError saying why it cannot be used."""
-    data = path.read_bytes()
+def read_image(path: Path, limits: SourceConfig | None = None) -> np.ndarray:
+    """Decode an image file to BGR uint8, or raise ValueError saying why it cannot be used.
+    Size and kind are checked from the file system and the header first (`limits`: the
+    profile's `[source]`, defaults when not given), so no input can make decoding large."""
+    limits = limits or SourceConfig()
+    data = _read_regular_file(path, limits.max_image_mb)
     if not data:
         raise ValueError("empty file")
-    if path.suffix.lower() in {".jpg", ".jpeg"} and b"\xff\xd9" not in data[-4096:]:
+    kind, width, height = image_size(data)
+    _check_shape(width, height, limits.max_image_megapixels)
+    if kind == "jpeg" and b"\xff\xd9" not in data[-4096:]:
         # libjpeg decodes a truncated JPEG with a grey lower part; counting it would be wrong.
         raise ValueError("truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("not a decodable image")
+    if kind == "jpeg" and _ends_in_decoder_fill(image):
+        raise ValueError("truncated JPEG (its image data ends early; the decoder filled the "
+                         "rest with grey)")
     return image
 
 
+def _read_regular_file(path: Path, max_mb: float) -> bytes:
+    """The bytes of a regular file of at most `max_mb`; anything else is a ValueError.
+    Checked before opening (a FIFO would block, a link to /dev/zero never ends), and again on
+    the open descriptor, opened non-blocking, in case the path was swapped in between."""
+    max_bytes = int(max_mb * MB)
+    info = os.stat(path)  # follows links: a link to /dev/zero is a device
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"not a regular file ({_kind_of(info.st_mode)})")
+    if info.st_size > max_bytes:
+        raise ValueError(f"file of {info.st_size / MB:.1f} MB is over the "
+                         f"{max_mb:g} MB limit (raise source.max_image_mb if it is a "
+                         "real field)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file (replaced while being read)")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"file grew over the {max_mb:g} MB limit while being read")
+    return data
+
+
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _check_shape(width: int, height: int, max_megapixels: float) -> None:
+    """Refuse sizes no field of view has, from the header alone. Quality control scales a
+    field to QC_WORK_SIDE px on its short side, so the aspect limit bounds that too."""
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ValueError(f"{width}x{height} is {megapixels:.1f} megapixels, over the "
+                         f"{max_megapixels:g} megapixel limit (raise "
+                         "source.max_image_megapixels if it is a real field)")
+    if max(width, height) > MAX_IMAGE_ASPECT * min(width, height):
+        raise ValueError(f"{width}x{height} is not a field of view (one side over "
+                         f"{MAX_IMAGE_ASPECT}x the other)")
+
+
+def _ends_in_decoder_fill(image: np.ndarray) -> bool:
+    """True when the last block of a decoded JPEG is libjpeg's fill for missing data.
+
+    When a scan's entropy-coded data ends early (a truncated file, even with an end marker
+    appended), libjpeg only warns ("Premature end of JPEG file") and leaves every block it
+    could not decode with zero coefficients: exactly 128 in every channel. Blocks are decoded
+    in order, so any loss reaches the bottom-right block; a camera's field, with its sensor
+    noise, never has an 8x8 corner of exactly neutral 128. An image whose first block is that
+    grey too is not called truncated: it is blank there (a flat test card), and quality
+    control judges it.
+    """
+    return bool((image[-8:, -8:] == 128).all() and not (image[:8, :8] == 128).all())
+
+
 class FolderSource:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, limits: SourceConfig | None = None) -> None:
         if not folder.is_dir():
             raise HemascopeError(f"image folder not found: {folder}",
                                  "give an existing folder, e.g. --source folder:/media/usb/slide1")
         self.folder = folder
+        self.limits = limits or SourceConfig()
         self.name = f"folder:{folder}"
         self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
@@ -45,8 +119,9 @@ class FolderSource:
     def frames(self) -> Iterator[Frame | Unreadable]:
         for index, path in enumerate(self.paths):
             try:
-                image = read_image(path)
-            except (OSError, ValueError) as exc:
+                image = read_image(path, self.limits)
+                captured_at = os.path.getmtime(path) or time.time()
+            except (OSError, ValueError, cv2.error) as exc:
                 yield Unreadable(index, str(path), f"unreadable image: {exc}")
                 continue
-            yield Frame(image, index, str(path), os.path.getmtime(path) or time.time())
+            yield Frame(image, index, str(path), captured_at)

@@ -63,7 +63,7 @@ def open_source(spec: str, source: SourceConfig | None = None, camera: CameraCon
     if scheme == "folder" and arg:
         from edge.capture.folder import FolderSource
 
-        return FolderSource(Path(arg))
+        return FolderSource(Path(arg), source)
     if scheme == "video" and arg:
         from edge.capture.video import VideoSource
 

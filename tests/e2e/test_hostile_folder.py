@@ -1,0 +1,85 @@
+"""Hostile files in a folder session through the real CLI (issue #20, findings 4, 5 and 9):
+each is skipped with its reason, the session goes on, and memory stays bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.helpers.images import hostile_header, png
+
+PEAK_RSS_MB = 300  # issue #20: the runner's bound for any input file up to 50 MB
+
+
+def _run_measured(args: list[str], timeout: float = 300) -> tuple[int, float]:
+    """Run `hemascope ARGS`; its exit code and its own peak RSS (MB), killed on timeout."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_maxrss / 1024
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"hemascope run still going after {timeout} s")
+        time.sleep(0.05)
+
+
+def _report(tmp_path: Path, folder: Path) -> tuple[int, float, dict]:
+    code, rss = _run_measured(["run", "-s", f"folder:{folder}", "--data-dir",
+                               str(tmp_path / "data"), "--json", str(tmp_path / "r.json")])
+    return code, rss, json.loads((tmp_path / "r.json").read_text()) if code == 0 else {}
+
+
+def test_one_bad_file_does_not_end_the_session(tmp_path, datasets):
+    """Finding 5: a 69-byte PNG claiming 65535x65535, third of five, ended the session with
+    a traceback and the last two files were never processed."""
+    real = sorted((datasets / "detection" / "bccd" / "JPEGImages").glob("*.jpg"))[:4]
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    for i, path in zip((1, 2, 4, 5), real, strict=True):
+        shutil.copy(path, folder / f"f{i}.jpg")
+    (folder / "f3.png").write_bytes(hostile_header())
+    code, _, report = _report(tmp_path, folder)
+    assert code == 0
+    fields = {Path(f["origin"]).name: f for f in report["fields"]}
+    assert sorted(fields) == ["f1.jpg", "f2.jpg", "f3.png", "f4.jpg", "f5.jpg"]
+    assert report["fields_counted"] + report["fields_rejected"] == 4
+    assert report["fields_skipped"] == 1 and fields["f3.png"]["status"] == "skipped"
+    assert "65535x65535 is 4294.8 megapixels, over the 25 megapixel limit" in \
+        fields["f3.png"]["reason"]
+
+
+def test_a_hostile_folder_is_run_in_bounded_memory(tmp_path, datasets):
+    """Finding 4 end to end: thin, huge and endless files beside two real fields; no hang,
+    every hostile file skipped with its reason, peak RSS under the issue's bound."""
+    real = sorted((datasets / "detection" / "bccd" / "JPEGImages").glob("*.jpg"))[:2]
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    for path in real:
+        shutil.copy(path, folder / path.name)
+    (folder / "h_1x5000.png").write_bytes(png(1, 5000))
+    (folder / "h_1x20000.png").write_bytes(png(1, 20000))
+    (folder / "h_30000.png").write_bytes(png(30000, 30000, b""))
+    (folder / "h_65535.png").write_bytes(hostile_header())
+    (folder / "h_zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(folder / "h_fifo.jpg")
+    data = real[0].read_bytes()
+    (folder / "h_cut.jpg").write_bytes(data[:int(len(data) * 0.6)] + b"\xff\xd9")
+    code, rss, report = _report(tmp_path, folder)
+    assert code == 0
+    skipped = [f for f in report["fields"] if f["status"] == "skipped"]
+    assert sorted(Path(f["origin"]).name for f in skipped) == sorted(
+        p.name for p in folder.glob("h_*"))
+    assert all(f["reason"].startswith("unreadable image: ") for f in skipped)
+    assert report["fields_counted"] + report["fields_rejected"] == 2
+    assert rss < PEAK_RSS_MB, f"peak RSS {rss:.0f} MB"
