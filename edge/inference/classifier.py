@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
+from edge.inference.head import softmax
 from edge.inference.manifest import ModelManifest, load_verified
 
 
@@ -61,9 +62,10 @@ class Classifier:
         self.classes = list(self.manifest.classes)
         self.backend: Backend = load_backend(backend, model_path, threads)
         self.head = self.manifest.head
+        self._linear: tuple[np.ndarray, np.ndarray] | None = None  # the head, decoded once
         if self.head is not None:
             try:
-                self.head.arrays()
+                self._linear = self.head.arrays()
             except ValueError as exc:
                 raise HemascopeError(f"manifest of {model_path.name}: {exc}",
                                      "restore the manifest that came with the model") from None
@@ -90,8 +92,9 @@ class Classifier:
     def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, C) class probabilities for images already passed through `resize_rgb`: the
         graph's own, or the manifest's head on the graph's embedding when it has one."""
-        if self.head is not None:
-            return self.head.probabilities(self.embeddings(images_rgb))
+        if self._linear is not None:
+            w, b = self._linear
+            return softmax(self.embeddings(images_rgb) @ w.T + b).astype(np.float32)
         probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
         return np.asarray(probs, dtype=np.float32)
 

@@ -49,7 +49,3 @@ class LinearHead(BaseModel):
             raise ValueError(f"head holds {w.size} weights and {b.size} biases, not "
                              f"{self.classes}x{self.dim} and {self.classes}")
         return w.reshape(self.classes, self.dim).astype(np.float32), b.astype(np.float32)
-
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        w, b = self.arrays()
-        return softmax(embeddings.astype(np.float32) @ w.T + b).astype(np.float32)

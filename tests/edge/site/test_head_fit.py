@@ -58,7 +58,5 @@ def test_the_head_round_trips_through_its_manifest_form():
     head = LinearHead.from_arrays(w, b)
     w2, b2 = LinearHead.model_validate_json(head.model_dump_json()).arrays()
     assert (w2 == w).all() and (b2 == b).all()
-    e = rng.normal(size=(2, 5)).astype(np.float32)
-    assert np.allclose(head.probabilities(e).sum(1), 1) and head.probabilities(e).shape == (2, 3)
     with pytest.raises(ValueError, match="not 4x5"):
         LinearHead(classes=4, dim=5, weights=head.weights, bias=head.bias).arrays()
