@@ -50,8 +50,11 @@ def training_scale(detector: Detector, det: Detections, shape: tuple[int, int]) 
     """How much to enlarge the field (< 1: reduce) for its red cells to reach the detector
     within the range of sizes it was trained on (1: they do); None without a ruler in the
     field or a range in the manifest."""
+    return _scale_for(detector, field_ruler(detector, det, shape), shape)
+
+
+def _scale_for(detector: Detector, ruler: float | None, shape: tuple[int, int]) -> float | None:
     trained = detector.manifest.input.rbc_diameter
-    ruler = field_ruler(detector, det, shape)
     if trained is None or ruler is None:
         return None
     seen = ruler * min(detector.size[0] / shape[0], detector.size[1] / shape[1])  # letterboxed
@@ -111,12 +114,11 @@ def detect_at_training_scale(detector: Detector, image: np.ndarray,
     """The field's detections at the detector's training scale: `first` (the detections at
     the field's own scale, computed here when not given) when its ruler is close enough."""
     det = first if first is not None else detector(image).detections
-    scale = training_scale(detector, det, image.shape[:2])
-    if scale is None or scale == 1.0:
+    ruler = field_ruler(detector, det, image.shape[:2])
+    scale = _scale_for(detector, ruler, image.shape[:2])
+    if ruler is None or scale is None or scale == 1.0:
         return det
     if scale > 1:
-        ruler = field_ruler(detector, det, image.shape[:2])
-        assert ruler is not None  # a scale was found from it
         return _windows(detector, image, scale, ruler)
     h, w = image.shape[:2]
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),

@@ -8,19 +8,13 @@ import numpy as np
 import pytest
 
 from edge.core.detections import Detections
-from edge.inference.detector import Detector
 from edge.pipeline.scale import (
     _starts,
     detect_at_training_scale,
     field_ruler,
     training_scale,
 )
-from tests.conftest import BUNDLED_MODEL, needs_datasets
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector(BUNDLED_MODEL)
+from tests.conftest import needs_datasets
 
 
 def _cells(side: float, n: int = 5, field: int = 1280) -> Detections:

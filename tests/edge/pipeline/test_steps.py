@@ -27,11 +27,6 @@ from tests.conftest import BUNDLED_MODEL
 
 
 @pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector(BUNDLED_MODEL, threads=1)
-
-
-@pytest.fixture(scope="module")
 def frames() -> list[Frame]:
     return [f for f in SyntheticSource(count=2, seed=3).frames() if isinstance(f, Frame)]
 
