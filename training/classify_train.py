@@ -50,6 +50,7 @@ class ClassifyTrainConfig:
     seed: int = 0
     balance: bool = True  # every lab, and every class within it, drawn equally often
     stain_jitter: bool = True  # colour cast, hue, saturation, HED uptake, gamma, contrast
+    hue_jitter: float = 15.0  # largest random hue rotation in degrees (180: hue carries nothing)
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
@@ -81,7 +82,7 @@ def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator) -> 
     if cfg.resolution_jitter:
         x = resolution_jitter(x, gen)
     if cfg.stain_jitter:
-        x = tone_jitter(hed_jitter(stain_jitter(x, gen), gen), gen)
+        x = tone_jitter(hed_jitter(stain_jitter(x, gen, hue_deg=cfg.hue_jitter), gen), gen)
     return x
 
 

@@ -114,6 +114,9 @@ def train_classify(
     stain_jitter: Annotated[bool, typer.Option(
         help="Random stain cast, hue, saturation, HED uptake, gamma, contrast and noise in "
         "training.")] = True,
+    hue_jitter: Annotated[float, typer.Option(
+        min=0, max=180, help="Largest random hue rotation in degrees with --stain-jitter (180: "
+        "the network cannot rely on hue, only on shape, texture and relative colour).")] = 15.0,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -144,7 +147,8 @@ def train_classify(
     cfg = ClassifyTrainConfig(sources=sources, out=out, arch=arch, imgsz=imgsz, epochs=epochs,
                               epoch_size=epoch_size, batch=batch, lr=lr, device=device,
                               val_fraction=val_fraction, balance=balance,
-                              stain_jitter=stain_jitter, resolution_jitter=resolution_jitter,
+                              stain_jitter=stain_jitter, hue_jitter=hue_jitter,
+                              resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads)
 
     def progress(epoch: int, total: int, row: dict) -> None:
