@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from edge.core.errors import HemascopeError
+from edge.core.files import file_sha256
 from training.augment import (
     geometric_jitter,
     hed_jitter,
@@ -56,6 +57,7 @@ class ClassifyTrainConfig:
     shift: int = 8  # random translation in pixels
     threads: int = 0  # torch CPU threads (0: torch's default)
     classes: list[str] = field(default_factory=list)  # label order (default: sorted union)
+    init: Path | None = None  # start from this checkpoint's weights (same arch and size)
 
 
 def _device(name: str) -> torch.device:
@@ -86,6 +88,25 @@ def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator) -> 
     return x
 
 
+def init_from(model: torch.nn.Module, cfg: ClassifyTrainConfig, classes: list[str]) -> None:
+    """Load `cfg.init`'s weights into `model`: every layer but the last as is, and the last
+    layer's row of each class the checkpoint knows by name (a new class starts fresh)."""
+    state = torch.load(cfg.init, weights_only=True, map_location="cpu")
+    if (state.get("arch"), state.get("imgsz")) != (cfg.arch, cfg.imgsz):
+        raise HemascopeError(
+            f"{cfg.init} is a {state.get('arch')} network at {state.get('imgsz')} px, not "
+            f"{cfg.arch} at {cfg.imgsz} px", "give --arch and --imgsz of that checkpoint")
+    weights = dict(state["model"])
+    own = model.state_dict()
+    for key in [name for name, _ in model.named_parameters()][-2:]:  # the last layer
+        rows = own[key].clone()
+        for i, name in enumerate(classes):
+            if name in state["classes"]:
+                rows[i] = weights[key][state["classes"].index(name)]
+        weights[key] = rows
+    model.load_state_dict(weights)
+
+
 def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
                      progress: Callable[[int, int, dict], None] | None = None) -> Path:
     """Split, train, keep the best epoch by val macro-F1 and write RUN/manifest.json."""
@@ -114,7 +135,10 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     epoch_size = cfg.epoch_size or len(labels["train"])
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, len(data.classes), cfg.imgsz).to(device)
+    model = build_model(cfg.arch, len(data.classes), cfg.imgsz)
+    if cfg.init is not None and not resume:
+        init_from(model, cfg, data.classes)
+    model = model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=5e-4)
     steps = cfg.epochs * -(-epoch_size // cfg.batch)
@@ -173,6 +197,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     best = torch.load(weights_dir / "best.pt", weights_only=True, map_location="cpu")
     segments.tick()
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    if cfg.init is not None:
+        config["init_sha256"] = file_sha256(cfg.init)
     config["sources"] = [s.describe() for s in cfg.sources]
     manifest = {
         "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,

@@ -123,6 +123,11 @@ def train_classify(
     scale_jitter: Annotated[bool, typer.Option(
         help="Random zoom (0.8-1.25x) and rotation in training.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    init: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, metavar="CHECKPOINT",
+        help="Start from this checkpoint's weights (same --arch and --imgsz), e.g. to add a "
+        "class to a trained differential: the classes it knows keep their last-layer "
+        "rows.")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the interrupted run in OUT from its last checkpoint.")] = False,
 ) -> None:
@@ -149,7 +154,7 @@ def train_classify(
                               val_fraction=val_fraction, balance=balance,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
                               resolution_jitter=resolution_jitter,
-                              scale_jitter=scale_jitter, threads=threads)
+                              scale_jitter=scale_jitter, threads=threads, init=init)
 
     def progress(epoch: int, total: int, row: dict) -> None:
         typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "

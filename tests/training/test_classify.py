@@ -260,6 +260,26 @@ def tiny_classifier(tmp_path) -> Path:
     return model
 
 
+def test_init_keeps_every_layer_and_the_last_rows_of_known_classes(tiny_classifier, tmp_path):
+    from training.classify_model import SmallNet
+    from training.classify_train import ClassifyTrainConfig, init_from
+
+    old = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
+    net = SmallNet(4)
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    init_from(net, ClassifyTrainConfig([], tmp_path, arch="smallnet", imgsz=32,
+                                       init=tmp_path / "best.pt"), ["z", "new", "x", "y"])
+    now = net.state_dict()
+    assert torch.equal(now["stem.0.weight"], old["stem.0.weight"])
+    for row, name in ((0, 2), (2, 0), (3, 1)):  # z, x, y: the checkpoint's rows by name
+        assert torch.equal(now["head.1.weight"][row], old["head.1.weight"][name])
+        assert now["head.1.bias"][row] == old["head.1.bias"][name]
+    assert torch.equal(now["head.1.weight"][1], fresh["head.1.weight"][1])  # new: untouched
+    with pytest.raises(HemascopeError, match="smallnet network at 32 px"):
+        init_from(SmallNet(4), ClassifyTrainConfig([], tmp_path, arch="smallnet", imgsz=64,
+                                                   init=tmp_path / "best.pt"), ["x"])
+
+
 def test_edge_classifier_matches_torch_and_verifies_its_manifest(tiny_classifier, tmp_path):
     from training.classify_model import Exported, SmallNet
 
