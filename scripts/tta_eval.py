@@ -1,11 +1,11 @@
 """Test-time adaptation measured on laboratories a model never saw (writes JSON).
 
-A lever not shipped yet: shift each crop's embedding by (training mean - session mean)
-before the head, the session's own unlabelled crops giving its mean. Measured for each
-leave-one-lab-out model on its held-out lab: as is, with the whole lab as one session, on
-random 100-crop sessions, and online in a random order with a prior of K pseudo-crops at the
-training mean (what a runner could do field by field). The training mean is the mean over
-training labs of their class-balanced mean embedding (up to 40 crops per class).
+Each leave-one-lab-out model on its held-out lab, in random sessions of 100 crops: as is; with
+a mix-blind shift (the session's mean embedding moved onto the training labs' balanced mean);
+and with the runner's session adaptation (`edge.inference.adapt`: moved onto the training
+mean of the session's own estimated class mix). Then pathological smears (one class at 50 %
+of 100 crops): the error of that class's estimated share, each way. The training reference
+is each class's mean embedding over the training labs (up to 40 crops per class and lab).
 
   python scripts/tta_eval.py --runs runs --json docs/bench/tta.json
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.inference.adapt import UNFAMILIAR_FACTOR, estimate
 from edge.inference.classifier import Classifier
 from training.classify_data import Source, load_pixels, read_class_folders
 
@@ -50,19 +51,6 @@ def plain_shift(e: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return e - e.mean(0) + mu.mean(0)
 
 
-def mix_aware_shift(e: np.ndarray, mu: np.ndarray, w: np.ndarray, b: np.ndarray,
-                    rounds: int = 5) -> np.ndarray:
-    """Move the session's mean onto the training mean *of the session's own class mix* (the
-    mix estimated from the adapted predictions, a few rounds): what is left is the stain."""
-    shift = np.zeros(e.shape[1], np.float32)
-    for _ in range(rounds):
-        logits = (e + shift) @ w.T + b
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        mix = (p / p.sum(1, keepdims=True)).mean(0)
-        shift = mix @ mu - e.mean(0)
-    return e + shift
-
-
 def _skewed(y: np.ndarray, cls: int, share: float, n: int,
             rng: np.random.Generator) -> np.ndarray:
     """n crops of which `share` are of class `cls`, the rest drawn from the other classes."""
@@ -77,7 +65,7 @@ def _measure(e: np.ndarray, y: np.ndarray, classes: list[str], mu: np.ndarray, w
     sessions where it is 50 % of 100 crops (a pathological smear), for each way."""
     balanced = mu.mean(0, keepdims=True)
     ways = {"as_is": lambda x: x, "plain": lambda x: plain_shift(x, balanced),
-            "mix_aware": lambda x: mix_aware_shift(x, mu, w, b)}
+            "mix_aware": lambda x: x + estimate(x, mu, w, b).shift}
 
     def label(emb: np.ndarray) -> np.ndarray:
         return (emb @ w.T + b).argmax(1)
@@ -114,12 +102,24 @@ def main() -> None:
         model = Classifier(args.runs / run / "classifier.onnx", threads=2)
         assert model.head is not None
         w, b = model.head.arrays()
-        mu = np.nanmean([_class_means(*_lab(model, spec), len(model.classes), rng)
-                         for spec in train], axis=0)
+        labs = [_lab(model, spec) for spec in train]
+        mu = np.nanmean([_class_means(e, y, len(model.classes), rng) for e, y in labs], axis=0)
         present = ~np.isnan(mu).any(1)
         mu = np.where(present[:, None], mu, np.nanmean(mu[present], 0))
         e, y = _lab(model, held)
-        out[run] = {"held_out": held, **_measure(e, y, model.classes, mu, w, b, rng)}
+
+        def distances(emb: np.ndarray, mu: np.ndarray = mu, w: np.ndarray = w,
+                      b: np.ndarray = b) -> list[float]:
+            return [estimate(emb[rng.permutation(len(emb))[:100]], mu, w, b).distance
+                    for _ in range(20)]
+
+        seen = max(max(distances(emb)) for emb, _ in labs if len(emb) >= 100)
+        unseen = distances(e)
+        out[run] = {"held_out": held, **_measure(e, y, model.classes, mu, w, b, rng),
+                    "distance_training_labs_max": round(seen, 3),
+                    "distance_held_out_lab": [round(min(unseen), 3), round(max(unseen), 3)],
+                    "held_out_sessions_unfamiliar":
+                        float(np.mean(np.array(unseen) > UNFAMILIAR_FACTOR * seen))}
         print(run, json.dumps(out[run]))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -211,6 +211,10 @@ def eval_command(
     set_threshold: Annotated[bool, typer.Option(
         help="Choose the operating score threshold on this split (val only) and record it "
         "with the metrics in the model manifest.")] = False,
+    set_reference: Annotated[bool, typer.Option(
+        help="A classifier: instead of evaluating, write the session-adaptation reference "
+        "(class mean embeddings of DATA's labs on --split, normally train, and the distance "
+        "their own sessions reach) into its manifest (docs/models/classifiers.md).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
 ) -> None:
     """Measure a detector through the device runtime: mAP50, mAP50-95, per-class AP and
@@ -224,13 +228,24 @@ def eval_command(
 
     from edge.inference.manifest import load_verified
 
+    if set_reference and load_verified(model).task != "classify":
+        raise typer.BadParameter("only a classifier has a session-adaptation reference",
+                                 param_hint="--set-reference")
     if load_verified(model).task == "classify":
         if set_threshold:
             raise typer.BadParameter("a classifier has no score threshold to set",
                                      param_hint="--set-threshold")
         from training.classify_data import Source
-        from training.classify_eval import evaluate_classifier
+        from training.classify_eval import evaluate_classifier, set_reference
 
+        if set_reference:
+            ref = set_reference(model, [Source.parse(d) for d in data], split)
+            typer.echo(f"reference written to {model.name}'s manifest: {ref['crops']} crops of "
+                       f"{ref['labs']} labs ({split}); their sessions reach distance "
+                       f"{ref['reference_distance']:.3f}")
+            if json_out:
+                json_out.write_text(json.dumps(ref, indent=2) + "\n")
+            return
         result = evaluate_classifier(model, [Source.parse(d) for d in data], split)
         _print_classifier_result(result)
         if json_out:

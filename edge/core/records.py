@@ -104,3 +104,16 @@ class Review:
     reviewer: str | None
     reviewed_at: str
     origin: str  # where it came from, e.g. "csv review.csv sha256 ..."
+
+
+@dataclass(frozen=True)
+class AdaptationRecord:
+    """A session's stain adaptation as stored (`edge.inference.adapt`)."""
+
+    cells: int  # cells it was estimated from
+    distance: float  # the shift in class-mean spreads
+    reference_distance: float | None  # what the training labs' own sessions reach
+    unfamiliar: bool  # the session looks unlike the training smears
+    shift: str  # base64 float32 (D,)
+    adapted_at: str
+    changed: int = 0  # cells whose label it changed

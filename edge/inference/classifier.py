@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from edge.core.errors import HemascopeError
+from edge.inference.adapt import MIN_CELLS, Adaptation, estimate
 from edge.inference.backends import Backend, load_backend
 from edge.inference.head import softmax
 from edge.inference.manifest import ModelManifest, load_verified
@@ -66,6 +67,7 @@ class Classifier:
         if self.head is not None:
             try:
                 self._linear = self.head.arrays()
+                self.head.means()  # a reference of the wrong size fails here, not mid-run
             except ValueError as exc:
                 raise HemascopeError(f"manifest of {model_path.name}: {exc}",
                                      "restore the manifest that came with the model") from None
@@ -89,14 +91,34 @@ class Classifier:
         text = f"{self.manifest.sha256}:{self.head.weights}:{self.head.bias}"
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+    def probabilities(self, images_rgb: list[np.ndarray],
+                      shift: np.ndarray | None = None) -> np.ndarray:
         """(N, C) class probabilities for images already passed through `resize_rgb`: the
-        graph's own, or the manifest's head on the graph's embedding when it has one."""
+        graph's own, or the manifest's head on the graph's embedding when it has one (moved
+        by a session's adaptation `shift` when given)."""
         if self._linear is not None:
-            w, b = self._linear
-            return softmax(self.embeddings(images_rgb) @ w.T + b).astype(np.float32)
+            return self.head_probabilities(self.embeddings(images_rgb), shift)
+        if shift is not None:
+            raise ValueError("a shift needs a classifier whose manifest carries its head")
         probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
         return np.asarray(probs, dtype=np.float32)
+
+    def head_probabilities(self, embeddings: np.ndarray,
+                           shift: np.ndarray | None = None) -> np.ndarray:
+        """(N, C) probabilities of the manifest's head on (N, D) embeddings (+ `shift`)."""
+        if self._linear is None:
+            raise ValueError("this classifier's manifest carries no head")
+        w, b = self._linear
+        moved = embeddings if shift is None else embeddings + shift
+        return softmax(moved @ w.T + b).astype(np.float32)
+
+    def adaptation(self, embeddings: np.ndarray) -> Adaptation | None:
+        """The session adaptation for these (N, D) embeddings of one session's cells: None
+        when the manifest has no reference or there are fewer than MIN_CELLS."""
+        means = self.head.means() if self.head is not None else None
+        if means is None or self._linear is None or len(embeddings) < MIN_CELLS:
+            return None
+        return estimate(embeddings, means, *self._linear)
 
     def embeddings(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, D) pooled embeddings (the graph's second output) of prepared images."""

@@ -22,18 +22,23 @@ def _encode(array: np.ndarray) -> str:
 
 
 class LinearHead(BaseModel):
-    """weights (C x D) and bias (C) as base64 of little-endian float32."""
+    """weights (C x D) and bias (C) as base64 of little-endian float32; optionally the
+    reference for session adaptation (`edge.inference.adapt`): each class's mean embedding
+    on the training labs (C x D) and the adaptation distance their own sessions reach."""
 
     model_config = ConfigDict(extra="forbid")
     classes: int
     dim: int
     weights: str
     bias: str
+    class_means: str | None = None
+    reference_distance: float | None = None
 
-    @field_validator("weights", "bias")
+    @field_validator("weights", "bias", "class_means")
     @classmethod
-    def _base64(cls, value: str) -> str:
-        base64.b64decode(value, validate=True)
+    def _base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            base64.b64decode(value, validate=True)
         return value
 
     @classmethod
@@ -49,3 +54,18 @@ class LinearHead(BaseModel):
             raise ValueError(f"head holds {w.size} weights and {b.size} biases, not "
                              f"{self.classes}x{self.dim} and {self.classes}")
         return w.reshape(self.classes, self.dim).astype(np.float32), b.astype(np.float32)
+
+    def means(self) -> np.ndarray | None:
+        """The training class means (C x D float32), None when the head has none."""
+        if self.class_means is None:
+            return None
+        m = np.frombuffer(base64.b64decode(self.class_means), "<f4")
+        if m.size != self.classes * self.dim:
+            raise ValueError(f"head holds {m.size} class-mean values, not "
+                             f"{self.classes}x{self.dim}")
+        return m.reshape(self.classes, self.dim).astype(np.float32)
+
+    def with_reference(self, means: np.ndarray, distance: float) -> LinearHead:
+        """This head with a session-adaptation reference."""
+        return self.model_copy(update={"class_means": _encode(means),
+                                       "reference_distance": round(float(distance), 4)})

@@ -17,6 +17,7 @@ from edge.config import Profile
 from edge.core.labels import SessionStatus
 from edge.inference.detector import Detector
 from edge.pipeline import telemetry
+from edge.pipeline.adaptation import adapt_session
 from edge.pipeline.qc import DuplicateGuard
 from edge.pipeline.second_stage import FieldClassifiers
 from edge.pipeline.session import finish_session, start_session
@@ -112,6 +113,8 @@ class Runner:
                                self.profile.qc, self.profile.storage, self.classifiers,
                                self.detector)
             _Flow(self, ctx, source, on_field).run()
+            if self.classifiers is not None and self.classifiers.wbc is not None:
+                adapt_session(self.store, session_id, self.classifiers.wbc)
             status = SessionStatus.FINISHED
         finally:
             try:

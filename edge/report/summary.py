@@ -10,6 +10,7 @@ from typing import Any
 
 from edge.clinical.differential import differential as clinical_differential
 from edge.core.labels import NOT_WHITE_CELLS, FieldStatus
+from edge.core.records import AdaptationRecord
 from edge.storage.store import TIMED_STEPS, Store
 
 REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for review
@@ -33,6 +34,15 @@ def differential(cells: list[tuple[str, float]], classes: list[str]) -> dict[str
             "interval_95": {k: [v["low"], v["high"]] for k, v in shares["classes"].items()}
             if shares else None,
             "insufficient": shares["insufficient"] if shares else True}
+
+
+def adaptation(record: AdaptationRecord | None) -> dict[str, Any] | None:
+    """The session's stain adaptation (`edge.pipeline.adaptation`): the differential above
+    uses its labels; `changed` cells had another label before it."""
+    if record is None:
+        return None
+    return {"cells": record.cells, "changed": record.changed, "distance": record.distance,
+            "reference_distance": record.reference_distance, "unfamiliar": record.unfamiliar}
 
 
 def session_summary(store: Store, session_id: str) -> dict[str, Any]:
@@ -64,6 +74,7 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "classifiers": s.classifiers,
         "differential": differential(store.differential(s.id), next(
             (m.get("classes", []) for m in s.classifiers if m.get("role") == "wbc"), [])),
+        "adaptation": adaptation(store.adaptation(s.id)),
         "all_subtype": {
             "fields": len(subtypes),
             "mean_probability": {k: round(statistics.fmean(p[k] for p in subtypes), 4)
