@@ -117,3 +117,15 @@ class AdaptationRecord:
     shift: str  # base64 float32 (D,)
     adapted_at: str
     changed: int = 0  # cells whose label it changed
+
+
+@dataclass(frozen=True)
+class FieldReview:
+    """A person's verdict on a whole field, kept beside the model's and quality control's."""
+
+    field_idx: int
+    rejected: bool  # False: a field rejected earlier was restored
+    reason: str | None
+    reviewer: str | None
+    reviewed_at: str
+    origin: str  # e.g. "review page"

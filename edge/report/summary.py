@@ -11,6 +11,7 @@ from typing import Any
 from edge.clinical.differential import differential as clinical_differential
 from edge.core.labels import NOT_WHITE_CELLS, FieldStatus
 from edge.core.records import AdaptationRecord
+from edge.report.review import review_summary
 from edge.storage.store import TIMED_STEPS, Store
 
 REVIEW_BELOW = 0.6  # a differential class scored below this is flagged for review
@@ -54,6 +55,8 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
     totals = store.totals(s.id)
     counted = [f for f in fields if f.status is FieldStatus.COUNTED]
     subtypes = [f.subtype for f in counted if f.subtype]
+    wbc_classes = next((m.get("classes", []) for m in s.classifiers if m.get("role") == "wbc"),
+                       [])
 
     def median(key: str) -> float | None:
         values = [f.timings_ms[key] for f in counted if f.timings_ms[key] is not None]
@@ -72,9 +75,10 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "model": {"file": s.model_file, "sha256": s.model_sha256},
         "classes": classes,
         "classifiers": s.classifiers,
-        "differential": differential(store.differential(s.id), next(
-            (m.get("classes", []) for m in s.classifiers if m.get("role") == "wbc"), [])),
+        "differential": differential(store.differential(s.id), wbc_classes),
         "adaptation": adaptation(store.adaptation(s.id)),
+        "review": review_summary(store, s, wbc_classes,
+                                 lambda cells: differential(cells, wbc_classes)),
         "all_subtype": {
             "fields": len(subtypes),
             "mean_probability": {k: round(statistics.fmean(p[k] for p in subtypes), 4)

@@ -25,6 +25,7 @@ from edge.core.records import (
     AdaptationRecord,
     ClassifiedCell,
     FieldRecord,
+    FieldReview,
     Review,
     SessionRecord,
     StoredCell,
@@ -127,6 +128,20 @@ CREATE TABLE IF NOT EXISTS reviews (
     origin TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviews_session ON reviews(session_id);
+-- A person's verdict on a whole field (rejected with a reason, or restored), beside the
+-- model's and quality control's; the newest row for a field counts. Created on open.
+CREATE TABLE IF NOT EXISTS field_reviews (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    field_idx INTEGER NOT NULL,
+    rejected INTEGER NOT NULL CHECK (rejected IN (0, 1)),
+    reason TEXT,
+    reviewer TEXT,
+    reviewed_at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    CHECK (rejected = 0 OR length(trim(reason)) > 0)
+);
+CREATE INDEX IF NOT EXISTS field_reviews_session ON field_reviews(session_id);
 -- The process running a session (pid, and its start time where /proc gives it, so a reused
 -- pid is not taken for it): a running session whose process is gone is recovered
 -- (`edge.pipeline.recovery`). Created on open: a release without it ignores it.
@@ -244,6 +259,16 @@ class Store:
                 self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The caller's open transaction, or a new one (`transaction`): a change made with it
+        commits together with whatever the caller does in the same transaction."""
+        if self.conn.in_transaction:
+            yield self.conn
+        else:
+            with self.transaction() as conn:
+                yield conn
 
     def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
                       profile_json: str, source: str, model_file: str, model_sha256: str,
@@ -407,9 +432,10 @@ class Store:
 
     def add_reviews(self, session_id: str, rows: list[tuple[int, int, str]],
                     reviewer: str | None, origin: str) -> int:
-        """Store (field_idx, cell, label) verdicts in one transaction; returns how many."""
+        """Store (field_idx, cell, label) verdicts in one transaction (the caller's, if one is
+        open); returns how many."""
         now = utc_now()
-        with self.transaction() as conn:
+        with self.writing() as conn:
             conn.executemany(
                 "INSERT INTO reviews (session_id, field_idx, cell, label, reviewer,"
                 " reviewed_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -460,6 +486,23 @@ class Store:
         return AdaptationRecord(row["cells"], row["distance"], row["reference_distance"],
                                 bool(row["unfamiliar"]), row["shift"], row["adapted_at"],
                                 row["changed"])
+
+    def add_field_review(self, session_id: str, field_idx: int, rejected: bool,
+                         reason: str | None, reviewer: str | None, origin: str) -> None:
+        """Store a verdict on a whole field: rejected (a reason is required) or restored."""
+        with self.writing() as conn:
+            conn.execute(
+                "INSERT INTO field_reviews (session_id, field_idx, rejected, reason, reviewer,"
+                " reviewed_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, field_idx, int(rejected), reason, reviewer, utc_now(), origin))
+
+    def field_reviews(self, session_id: str) -> list[FieldReview]:
+        """The newest verdict on each reviewed field of a session, in field order."""
+        return [FieldReview(row[0], bool(row[1]), *row[2:]) for row in self.conn.execute(
+            "SELECT r.field_idx, r.rejected, r.reason, r.reviewer, r.reviewed_at, r.origin"
+            " FROM field_reviews r WHERE r.session_id = ? AND r.id = (SELECT MAX(id)"
+            " FROM field_reviews WHERE session_id = r.session_id AND field_idx = r.field_idx)"
+            " ORDER BY r.field_idx", (session_id,))]
 
     def totals(self, session_id: str) -> dict[str, int]:
         """Per-class totals over the session's counted fields (summed by SQLite)."""
