@@ -1,5 +1,7 @@
-"""Import a technician's review of a session's white cells from CSV (columns field,cell,label):
-every row is checked against the stored cells and the model's classes before any is stored."""
+"""A technician's review of a session's white cells: which sessions can be reviewed, and the
+import of a review from CSV (columns field,cell,label), every row checked against the
+stored cells and the model's classes before any is stored. Storing a review queues the
+session's next sync payload version in the same transaction."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 
 from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
-from edge.core.records import SessionRecord
+from edge.core.labels import SessionStatus
+from edge.core.records import ClassifiedCell, SessionRecord
 from edge.storage.store import Store
+from edge.sync.payload import requeue
 
 COLUMNS = ("field", "cell", "label")
 
@@ -21,6 +25,7 @@ class ReviewImport:
     session_id: str
     rows: int
     changed: int  # rows whose label differs from the model's
+    payload_version: int | None  # the sync payload version queued with it
 
 
 def wbc_classes(session: SessionRecord) -> list[str]:
@@ -31,6 +36,22 @@ def wbc_classes(session: SessionRecord) -> list[str]:
                              "differential: it has no classified cells to review",
                              "review a session run with classifiers.wbc = true")
     return list(used["classes"])
+
+
+def reviewable(store: Store, session: str) -> tuple[SessionRecord, list[str],
+                                                   list[ClassifiedCell]]:
+    """(session, classes of its differential, its classified white cells) of a session that
+    can be reviewed: ended, run with the differential, with at least one classified cell."""
+    row = store.session(session)
+    if row.status is SessionStatus.RUNNING:
+        raise HemascopeError(f"session {row.id[:12]} is still running",
+                             "review it once `hemascope run` has finished or was stopped")
+    classes = wbc_classes(row)
+    cells = store.classified_cells(row.id)
+    if not cells:
+        raise HemascopeError(f"session {row.id[:12]} has no classified white cells to review",
+                             "review a session whose fields held white cells")
+    return row, classes, cells
 
 
 def read_review_csv(path: Path) -> list[tuple[int, int, str, int]]:
@@ -70,9 +91,8 @@ def read_review_csv(path: Path) -> list[tuple[int, int, str, int]]:
 def import_review(store: Store, session: str, path: Path, reviewer: str | None) -> ReviewImport:
     """Check every row (known field and classified cell, a class of the model, no cell
     twice), then store them all in one transaction; nothing is stored if any row is wrong."""
-    row = store.session(session)
-    classes = wbc_classes(row)
-    cells = {(c.field_idx, c.cell): c.label for c in store.classified_cells(row.id)}
+    row, classes, classified = reviewable(store, session)
+    cells = {(c.field_idx, c.cell): c.label for c in classified}
     fields = {f.idx for f in store.fields(row.id)}
     seen: dict[tuple[int, int], int] = {}
     changed = 0
@@ -97,5 +117,7 @@ def import_review(store: Store, session: str, path: Path, reviewer: str | None) 
         seen[(field, cell)] = line
         changed += cells[(field, cell)] != label
     origin = f"csv {path.name} sha256 {file_sha256(path)}"
-    n = store.add_reviews(row.id, [(f, c, lab) for f, c, lab, _ in rows], reviewer, origin)
-    return ReviewImport(row.id, n, changed)
+    with store.transaction():
+        n = store.add_reviews(row.id, [(f, c, lab) for f, c, lab, _ in rows], reviewer, origin)
+        version = requeue(store, row.id)
+    return ReviewImport(row.id, n, changed, version)

@@ -70,6 +70,21 @@ class FieldSummary(_Open):
     counts: dict[str, NonNegativeInt] | None
 
 
+class RejectedField(_Open):
+    idx: NonNegativeInt
+    reason: str
+    reviewer: str | None
+    at: str
+
+
+class ReviewSummary(_Open):
+    """The figures of `summary["review"]` the hub checks against the review rows."""
+
+    reviewed_cells: NonNegativeInt
+    changed: NonNegativeInt
+    rejected_fields: list[RejectedField]
+
+
 class Summary(_Open):
     session_id: Key
     sample_id: str
@@ -84,6 +99,7 @@ class Summary(_Open):
     fields_skipped: NonNegativeInt
     totals: dict[str, NonNegativeInt]
     fields: list[FieldSummary]
+    review: ReviewSummary | None = None
 
     @field_validator("status")
     @classmethod
@@ -104,6 +120,35 @@ class FieldDetail(_Strict):
     timings_ms: dict[str, float | None]
 
 
+class CellVerdict(_Strict):
+    """A person's newest label for one classified cell (`cell`: its index in the field)."""
+
+    field: NonNegativeInt
+    cell: NonNegativeInt
+    label: str
+    reviewer: str | None
+    at: str
+    origin: str
+
+
+class FieldVerdict(_Strict):
+    """A person's newest verdict on a field: rejected with a reason, or restored."""
+
+    field: NonNegativeInt
+    rejected: bool
+    reason: str | None
+    reviewer: str | None
+    at: str
+    origin: str
+
+
+class Reviews(_Strict):
+    """The corrections stored beside the model's output, carried by a newer payload version."""
+
+    cells: list[CellVerdict]
+    fields: list[FieldVerdict]
+
+
 class Evidence(_Strict):
     max_kb: PositiveInt
     images: dict[str, str]
@@ -119,6 +164,7 @@ class SessionPayload(_Strict):
     model_digests: list[Sha256] = Field(min_length=1)
     fields: list[FieldDetail]
     evidence: Evidence | None
+    reviews: Reviews | None = None  # absent until someone reviews the session
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionPayload:
@@ -149,4 +195,28 @@ class SessionPayload(_Strict):
             raise ValueError("model_digests does not list every model that counted")
         if any(c.sha256 not in digests for c in s.classifiers):
             raise ValueError("model_digests does not list every classifier")
+        self._check_reviews(details)
         return self
+
+    def _check_reviews(self, details: dict[int, FieldDetail]) -> None:
+        """Every verdict names a classified cell or a stored field, and the summary's review
+        figures are those of the verdicts: a payload cannot claim a review it does not carry."""
+        claimed = self.summary.review
+        if self.reviews is None:
+            if claimed is not None:
+                raise ValueError("summary.review without the reviews it summarises")
+            return
+        if claimed is None:
+            raise ValueError("reviews without summary.review")
+        labels = {(d.idx, i): label for d in self.fields for i, label, _ in d.labels}
+        for v in self.reviews.cells:
+            if (v.field, v.cell) not in labels:
+                raise ValueError(f"a review names field {v.field} cell {v.cell}, which is no "
+                                 "classified cell")
+        if any(v.field not in details for v in self.reviews.fields):
+            raise ValueError("a field review names a field the payload does not carry")
+        changed = sum(labels[v.field, v.cell] != v.label for v in self.reviews.cells)
+        rejected = sorted(v.field for v in self.reviews.fields if v.rejected)
+        if (claimed.reviewed_cells, claimed.changed) != (len(self.reviews.cells), changed) or \
+                sorted(f.idx for f in claimed.rejected_fields) != rejected:
+            raise ValueError("summary.review disagrees with the reviews it summarises")

@@ -1,7 +1,8 @@
 """A session's sync payload, built from the store through the wire models the hub validates.
 
 Each version is canonical JSON and queued in the outbox (`edge.storage.outbox`) in the
-transaction that finishes or amends the session, so both commit or neither.
+transaction that finishes or amends the session (or stores a review), so both commit or
+neither.
 """
 
 from __future__ import annotations
@@ -67,11 +68,33 @@ def build_payload(store: Store, session_id: str, version: int) -> SessionPayload
         if labels:  # [index in cells, class, score]; absent when no cell was classified
             field["labels"] = labels
         fields.append(field)
-    return SessionPayload.model_validate({
+    body: dict[str, Any] = {
         "schema": PAYLOAD_SCHEMA, "key": session.id, "version": version,
         "summary": summary, "profile": profile, "model_digests": sorted(digests),
         "fields": fields, "evidence": _evidence(store, summary, profile.get("sync") or {}),
-    })
+    }
+    if summary["review"] is not None:  # absent until someone reviews the session
+        body["reviews"] = _reviews(store, session_id)
+    return SessionPayload.model_validate(body)
+
+
+def _reviews(store: Store, session_id: str) -> dict[str, Any]:
+    """The newest verdict on each reviewed cell and field, with who, when and from where."""
+    return {
+        "cells": [{"field": r.field_idx, "cell": r.cell, "label": r.label,
+                   "reviewer": r.reviewer, "at": r.reviewed_at, "origin": r.origin}
+                  for r in store.reviews(session_id)],
+        "fields": [{"field": f.field_idx, "rejected": f.rejected, "reason": f.reason,
+                    "reviewer": f.reviewer, "at": f.reviewed_at, "origin": f.origin}
+                   for f in store.field_reviews(session_id)],
+    }
+
+
+def requeue(store: Store, session_id: str) -> int | None:
+    """Queue the session's next payload version after a change made beside its model output
+    (a review), in one transaction; None when the payload did not change."""
+    with store.writing():
+        return outbox(store).enqueue(session_id)
 
 
 def payload_bytes(store: Store, session_id: str, version: int) -> bytes:

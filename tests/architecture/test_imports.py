@@ -24,7 +24,7 @@ DOORS = {
     "sync": {"core", "config", "storage", "report"},
     "pipeline": {"core", "config", "capture", "inference", "storage", "report", "sync"},
     "clinical": set(),
-    "site": {"core", "config", "inference", "storage", "pipeline"},
+    "site": {"core", "config", "inference", "storage", "pipeline", "sync"},
     "cli": {"core", "config", "capture", "inference", "storage", "report", "sync", "pipeline",
             "clinical", "site"},
 }

@@ -135,3 +135,31 @@ def test_concurrent_duplicate_uploads_store_each_version_once(hub, tmp_path):
         assert sorted(a["results"][i]["status"] for _, a in answers) == \
             ["duplicate"] * 7 + ["stored"]
     assert len(_held(hub, device)) == 10
+
+
+def test_a_reviewed_session_reaches_the_hub_as_its_next_version(hub, tmp_path):
+    from tests.helpers.review import make_review_session
+
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    token = hub.add_device(device)
+    data = tmp_path / device
+    sid = make_review_session(data)
+    profile = device_profile(tmp_path, data, hub.url, token)
+    assert run_cli("sync", "-p", str(profile)).returncode == 0
+    csv = tmp_path / "review.csv"
+    csv.write_text("field,cell,label\n0,0,neutrophil\n0,2,monocyte\n")
+    imported = run_cli("review", "import", sid[:8], str(csv), "--reviewer", "amina",
+                       "-p", str(profile))
+    assert imported.returncode == 0, imported.stderr
+    done = run_cli("sync", "-p", str(profile))
+    assert done.returncode == 0, done.stderr
+    assert "1 stored, 0 already at the hub, 0 rejected, 0 pending" in done.stdout
+    held = _held(hub, device)
+    assert sorted(held) == [(sid, 1), (sid, 2)]
+    first, second = (json.loads(held[(sid, v)][1]) for v in (1, 2))
+    assert first["summary"]["review"] is None and "reviews" not in first
+    assert [(c["field"], c["cell"], c["label"], c["reviewer"]) for c in
+            second["reviews"]["cells"]] == [(0, 0, "neutrophil", "amina"),
+                                            (0, 2, "monocyte", "amina")]
+    assert second["summary"]["review"]["changed"] == 1
+    assert second["fields"] == first["fields"]  # the model's output, unchanged beside it
