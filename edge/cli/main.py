@@ -20,7 +20,8 @@ from edge.cli.options import (
     open_store,
     out,
 )
-from edge.cli.site import calibrate_app, review_app
+from edge.cli.review import print_review, review_app
+from edge.cli.site import calibrate_app
 from edge.cli.sync import bundle_app, sync_app
 from edge.core.errors import HemascopeError
 from edge.core.labels import FieldStatus
@@ -233,6 +234,7 @@ def report(
     _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
                   f"  ({summary['status']})", summary)
     _print_second_stage(summary)
+    print_review(summary)
     if summary["fields_skipped"] or summary["fields_rejected"]:
         out.print("reasons for rejected and unreadable fields are in the JSON report")
     path = json_out or Path(f"{summary['session_id']}.json")

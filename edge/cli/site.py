@@ -1,5 +1,5 @@
-"""`hemascope review ...` and `hemascope calibrate ...`: a site's reviewed cells and the
-differential calibrated from them."""
+"""`hemascope calibrate ...`: the differential calibrated to a site from its reviewed cells
+(the review itself: `edge.cli.review`)."""
 
 from __future__ import annotations
 
@@ -12,38 +12,8 @@ import typer
 
 from edge.cli.options import DataDirOpt, ProfileOpt, load_with_data_dir, out
 
-review_app = typer.Typer(help="Import a technician's review of a session's white cells.",
-                         no_args_is_help=True)
 calibrate_app = typer.Typer(help="Calibrate a classifier to this site from reviewed cells.",
                             no_args_is_help=True)
-
-
-@review_app.command("import")
-def review_import(
-    session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
-    csv_file: Annotated[Path, typer.Argument(
-        help="CSV with the header field,cell,label: field is the NNNNN and cell the KKK of "
-        "the crop file NNNNN-cellKKK.png, label a class of the differential.",
-        metavar="FILE.csv")],
-    reviewer: Annotated[str | None, typer.Option(help="Who reviewed the cells.")] = None,
-    profile: ProfileOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Store reviewed labels beside the model's (never over them). Every row is checked
-    first; one wrong row (unknown field, cell or label) imports nothing.
-
-    Example:
-      printf 'field,cell,label\\n3,1,lymphocyte\\n7,0,neutrophil\\n' > review.csv
-      hemascope review import 3f2a review.csv --reviewer amina
-    """
-    from edge.site.review import import_review
-    from edge.storage.store import Store
-
-    store = Store.open(load_with_data_dir(profile, data_dir).storage.data_dir)
-    result = import_review(store, session, csv_file, reviewer)
-    out.print(f"session {result.session_id[:12]}: {result.rows} reviewed cells stored "
-              f"({result.changed} relabelled, {result.rows - result.changed} confirmed)",
-              highlight=False)
 
 
 @calibrate_app.command("wbc")
