@@ -29,9 +29,11 @@ _COLOURS = {"neutrophil": (180, 120, 200), "lymphocyte": (150, 60, 110),
             "monocyte": (170, 140, 160), "eosinophil": (60, 90, 220)}
 
 
-def _png(path: Path, colour: tuple[int, int, int], size: int = 64) -> None:
+def _png(path: Path, colour: tuple[int, int, int], tag: str, size: int = 64) -> None:
+    """A round 'cell' with a tag written on it, so no two crops share their bytes."""
     image = np.full((size, size, 3), 235, np.uint8)
     cv2.circle(image, (size // 2, size // 2), size // 3, colour, -1)
+    cv2.putText(image, tag, (2, size - 4), cv2.FONT_HERSHEY_PLAIN, 0.7, (90, 90, 90), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), image)
 
@@ -56,7 +58,7 @@ def make_review_session(data_dir: Path, operator: str | None = "amina",
         labels = {}
         for i, (label, score) in enumerate(cells):
             crop = layout.cell_input(sid, idx, i)
-            _png(data_dir / crop, _COLOURS.get(label, (120, 120, 120)))
+            _png(data_dir / crop, _COLOURS.get(label, (120, 120, 120)), f"{sid[:4]}{idx}{i}")
             labels[i] = (label, score, crop)
         evidence = layout.field_image(sid, idx)
         image = np.full((240, 320, 3), 220, np.uint8)
