@@ -10,6 +10,12 @@ from edge.storage.store import Store
 from tests.helpers.browser import chromium_page
 from tests.helpers.review import make_review_session, payload_versions
 
+# the natural width of every crop once loaded (0: failed); a promise, not wait_for_function,
+# whose polling evaluates strings, which the page's Content-Security-Policy forbids
+CROP_WIDTHS = ("() => Promise.all([...document.querySelectorAll('figure.tile img')].map((i) =>"
+               " i.complete ? i.naturalWidth : new Promise((r) => {"
+               " i.onload = () => r(i.naturalWidth); i.onerror = () => r(0); })))")
+
 
 @pytest.fixture
 def served(tmp_path):
@@ -44,7 +50,8 @@ def test_a_technician_relabels_confirms_and_rejects_from_the_keyboard(served, tm
         assert page.locator("#fields .field").count() == 3
         assert "0 / 8 cells reviewed" in page.inner_text("#progress")
         assert "relabel as that class" in page.inner_text("aside")
-        page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth)")
+        widths = page.evaluate(CROP_WIDTHS)
+        assert len(widths) == 8 and 0 not in widths
 
         # the cursor starts on the eosinophil (field 2, cell 1): Enter confirms it
         current = page.locator("figure.tile.current")
