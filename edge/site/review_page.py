@@ -56,6 +56,8 @@ class ReviewSession:
                        if f.status is FieldStatus.COUNTED]
         self.stored_cells = 0
         self.stored_fields = 0
+        # verdicts of a review whose process was killed before its end are queued now
+        self.caught_up = requeue(store, self.session.id)
 
     def state(self) -> dict[str, Any]:
         """The session as the page shows it: cells with the model's class and the newest

@@ -184,3 +184,14 @@ def test_done_ends_the_server_and_the_review_queues_the_next_payload_version(tmp
     assert (end.cells, end.fields, end.payload_version) == (1, 0, 2)
     store.close()
     assert payload_versions(tmp_path, sid) == [1, 2]
+
+
+def test_verdicts_of_a_review_killed_before_its_end_are_queued_by_the_next_one(tmp_path):
+    sid = make_review_session(tmp_path)
+    store = Store.open(tmp_path)
+    ReviewSession(store, sid, "amina").relabel([(0, 0, "ig")])  # ... then SIGKILL: no finish
+    assert payload_versions(tmp_path, sid) == [1]
+    again = ReviewSession(store, sid, "amina")
+    assert again.caught_up == 2 and payload_versions(tmp_path, sid) == [1, 2]
+    assert again.finish().payload_version is None  # nothing new since
+    store.close()
