@@ -8,9 +8,12 @@ Labels, and how their noise is handled (docs/models/classifiers.md, "Blast class
 - a white cell of an Early / Pre / Pro field is a `blast` unless the bundled differential
   is sure (>= --sure) it is a granulocyte (neutrophil, eosinophil, basophil) or a platelet:
   leukaemic smears keep a few mature cells;
-- a white cell of a Benign field keeps the bundled differential's own label when that label
-  is sure, and is left out otherwise: these are marrow smears whose lymphoid cells include
-  hematogones (benign precursors that look like blasts), never blasts.
+- a white cell of a Benign field is a `lymphocyte` (these smears' lymphoid cells include
+  hematogones, benign precursors that look like blasts: never blasts), unless the bundled
+  differential is sure it is a granulocyte or an erythroblast; it is left out when the
+  differential is unsure;
+- a crop with almost nothing stained at its centre (`stained_share` below --min-stain) is left
+  out: by eye, mostly the scale bar or an empty border the detector took for a white cell.
 
     python scripts/blast_crops.py ../shared/datasets/classification/all-4class \
         --out runs/all-cells --json docs/bench/blast-crops.json
@@ -36,13 +39,27 @@ from training.classify_data import read_class_folders
 
 LEUKAEMIC = ("Early", "Pre", "Pro")
 NOT_BLAST = ("neutrophil", "eosinophil", "basophil", "platelet")
+NOT_LYMPHOID = ("neutrophil", "eosinophil", "basophil", "erythroblast")
 
 
 def label_of(field_class: str, label: str, score: float, sure: float) -> str | None:
     """The training label of one crop (None: left out), as the module docstring says."""
     if field_class in LEUKAEMIC:
         return None if label in NOT_BLAST and score >= sure else "blast"
-    return label if score >= sure else None
+    if score < sure:
+        return None
+    return label if label in NOT_LYMPHOID else "lymphocyte"
+
+
+def stained_share(crop_bgr: np.ndarray) -> float:
+    """Share of the crop's central 40 % that is stained purple: green below the mean of red
+    and blue by more than 0.12 of the crop's white point (a nucleus or blast cytoplasm; the
+    background and grey red cells are near neutral)."""
+    b, g, r = (crop_bgr[..., i].astype(np.float32) for i in range(3))
+    h, w = g.shape
+    centre = (slice(h * 3 // 10, h * 7 // 10), slice(w * 3 // 10, w * 7 // 10))
+    white = np.percentile(g, 95) + 1e-3
+    return float(np.mean(((r[centre] + b[centre]) / 2 - g[centre]) / white > 0.12))
 
 
 def main() -> None:
@@ -52,6 +69,8 @@ def main() -> None:
                     help="writes OUT/train/<class>/ and OUT/val/<class>/ crops")
     ap.add_argument("--sure", type=float, default=0.8,
                     help="score at which the bundled differential's label is trusted")
+    ap.add_argument("--min-stain", type=float, default=0.05,
+                    help="leave out crops with a smaller stained share at their centre")
     ap.add_argument("--fields", type=int, default=0,
                     help="at most this many fields per class and split, in content-hash order "
                     "(0: all; the detector reads a 224 px field in many windows at its scale)")
@@ -72,20 +91,23 @@ def main() -> None:
             classifiers.new_session()  # each field is its own slide: no borrowed ruler
             det = detect_at_training_scale(detector, image)
             for cell in classifiers(image, det).cells:
-                label = label_of(field_class, cell.label, cell.score, args.sure)
+                crop = cv2.cvtColor(cell.model_input, cv2.COLOR_RGB2BGR)
+                label = label_of(field_class, cell.label, cell.score, args.sure) \
+                    if stained_share(crop) >= args.min_stain else None
                 counts[(split, field_class, label or "left out")] += 1
                 if label is None:
                     continue
                 folder = args.out / split / label
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{field_class}-{item.path.stem}-cell{cell.cell:03d}.png"
-                cv2.imwrite(str(folder / name), cv2.cvtColor(cell.model_input, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(folder / name), crop)
     table = [{"split": s, "field_class": f, "label": lab, "crops": n}
              for (s, f, lab), n in sorted(counts.items())]
     for row in table:
         print(row)
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "sure": args.sure,
+                                         "min_stain": args.min_stain,
                                          "fields_per_class_and_split": args.fields or "all",
                                          "crops": table}, indent=2) + "\n")
 

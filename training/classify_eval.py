@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from edge.core.errors import HemascopeError
 from edge.core.labels import NOT_WHITE_CELLS
-from edge.inference.adapt import estimate
 from edge.inference.classifier import Classifier, gray_world
 from edge.inference.manifest import ModelManifest, manifest_path
+from edge.inference.stain import estimate
 from edge.pipeline.second_stage import white_cell_class
 from training.augment import coarsen, shift_hue_saturation
 from training.classify_data import Source, load_pixels, read_class_folders
@@ -97,15 +98,16 @@ REFERENCE_PER_CLASS = 100  # crops per class and lab for the class means
 REFERENCE_SESSIONS = 20  # random 100-cell sessions per lab for the reference distance
 
 
-def set_reference(model: Path, data: list[Source], split: str = "train",
+def write_reference(model: Path, data: list[Source], split: str = "train",
                   seed: int = 0) -> dict[str, Any]:
-    """Write the session-adaptation reference into the model's manifest head: each class's
+    """Write the stain-check reference into the model's manifest head: each class's
     mean embedding (up to REFERENCE_PER_CLASS crops per class in each lab of `split`,
-    averaged over the labs that have the class) and the largest adaptation distance the
-    labs' own random 100-cell sessions reach (`edge.inference.adapt`)."""
+    averaged over the labs that have the class) and the largest stain distance the
+    labs' own random 100-cell sessions reach (`edge.inference.stain`)."""
     classifier = Classifier(model)
     if classifier.head is None:
-        raise ValueError(f"{model.name} carries no head in its manifest: re-export it")
+        raise HemascopeError(f"{model.name} carries no head in its manifest",
+                             "re-export it with `hemascope export onnx`")
     trained_on = classifier.manifest.training.get("data", {})
     rng = np.random.default_rng(seed)
     per_lab: list[tuple[np.ndarray, np.ndarray]] = []
@@ -128,17 +130,18 @@ def set_reference(model: Path, data: list[Source], split: str = "train",
             labs[c] += 1
     if not labs.all():
         missing = [classifier.classes[c] for c in np.flatnonzero(labs == 0)]
-        raise ValueError(f"no {split} images of {', '.join(missing)} in the data given")
+        raise HemascopeError(f"no {split} images of {', '.join(missing)} in the data given",
+                             "give every lab the model was trained on, with --split train")
     means = (sums / labs[:, None]).astype(np.float32)
     w, b = classifier.head.arrays()
     distances = [estimate(emb[idx], means, w, b).distance
                  for emb, _ in per_lab if len(emb) >= 100
                  for idx in (rng.permutation(len(emb))[:100] for _ in range(REFERENCE_SESSIONS))]
-    reference = max(distances) if distances else 0.0
+    reference = max(distances) if distances else None  # no lab has 100 crops: unknown
     manifest = classifier.manifest.model_copy(
         update={"head": classifier.head.with_reference(means, reference)})
     manifest_path(model).write_text(manifest.model_dump_json(indent=2) + "\n")
     return {"model": model.name, "split": split, "data": [s.describe() for s in data],
             "labs": len(per_lab), "crops": int(sum(len(y) for _, y in per_lab)),
-            "reference_distance": round(reference, 4),
+            "reference_distance": None if reference is None else round(reference, 4),
             "session_distances": [round(d, 4) for d in sorted(distances)]}

@@ -212,7 +212,7 @@ def eval_command(
         help="Choose the operating score threshold on this split (val only) and record it "
         "with the metrics in the model manifest.")] = False,
     set_reference: Annotated[bool, typer.Option(
-        help="A classifier: instead of evaluating, write the session-adaptation reference "
+        help="A classifier: instead of evaluating, write the stain-check reference "
         "(class mean embeddings of DATA's labs on --split, normally train, and the distance "
         "their own sessions reach) into its manifest (docs/models/classifiers.md).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
@@ -229,20 +229,22 @@ def eval_command(
     from edge.inference.manifest import load_verified
 
     if set_reference and load_verified(model).task != "classify":
-        raise typer.BadParameter("only a classifier has a session-adaptation reference",
+        raise typer.BadParameter("only a classifier has a stain-check reference",
                                  param_hint="--set-reference")
     if load_verified(model).task == "classify":
         if set_threshold:
             raise typer.BadParameter("a classifier has no score threshold to set",
                                      param_hint="--set-threshold")
         from training.classify_data import Source
-        from training.classify_eval import evaluate_classifier, set_reference
+        from training.classify_eval import evaluate_classifier, write_reference
 
         if set_reference:
-            ref = set_reference(model, [Source.parse(d) for d in data], split)
+            ref = write_reference(model, [Source.parse(d) for d in data], split)
+            reach = ref["reference_distance"]
             typer.echo(f"reference written to {model.name}'s manifest: {ref['crops']} crops of "
-                       f"{ref['labs']} labs ({split}); their sessions reach distance "
-                       f"{ref['reference_distance']:.3f}")
+                       f"{ref['labs']} labs ({split}); " + (
+                           f"their sessions reach distance {reach:.3f}" if reach is not None
+                           else "no lab has 100 crops: no distance measured"))
             if json_out:
                 json_out.write_text(json.dumps(ref, indent=2) + "\n")
             return

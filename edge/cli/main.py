@@ -92,17 +92,13 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
                          f"(leave-one-out agreement {cal['leave_one_out_accuracy']:.2f}; base "
                          f"sha256 {cal['base_sha256'][:12]})" if cal
                          else "not calibrated for this site"), highlight=False)
-        adapted = summary.get("adaptation")
-        if adapted:
-            out.print(f"adapted to this slide's stain from its own {adapted['cells']} white "
-                      f"cells ({adapted['changed']} labels changed; distance "
-                      f"{adapted['distance']:.2f})", highlight=False)
-            if adapted["unfamiliar"]:
-                out.print("[bold yellow]this smear looks unlike the smears the differential "
-                          "was trained on[/] (distance "
-                          f"{adapted['distance']:.2f}, training labs up to "
-                          f"{adapted['reference_distance']:.2f}): review its cells, and "
-                          "calibrate the differential for this site (docs/site-calibration.md)")
+        stain = summary.get("stain")
+        if stain and stain["unfamiliar"]:
+            out.print("[bold yellow]this smear's stain looks unlike the smears the differential "
+                      f"was trained on[/] (distance {stain['distance']:.2f}, training labs up to "
+                      f"{stain['reference_distance']:.2f}): review its white cells before "
+                      "reporting, and calibrate the differential for this site "
+                      "(docs/site-calibration.md)")
         if not diff["reliable"]:
             out.print("[bold red]differential unreliable for this smear[/]: many white cells "
                       "were flagged (often a stain or camera unlike the training smears); "

@@ -107,16 +107,14 @@ class Review:
 
 
 @dataclass(frozen=True)
-class AdaptationRecord:
-    """A session's stain adaptation as stored (`edge.inference.adapt`)."""
+class StainCheck:
+    """How unlike the training smears a session's stain was (`edge.inference.stain`)."""
 
-    cells: int  # cells it was estimated from
-    distance: float  # the shift in class-mean spreads
-    reference_distance: float | None  # what the training labs' own sessions reach
-    unfamiliar: bool  # the session looks unlike the training smears
-    shift: str  # base64 float32 (D,)
-    adapted_at: str
-    changed: int = 0  # cells whose label it changed
+    cells: int  # white cells it was measured on
+    distance: float  # the stain shift in class-mean spreads
+    reference_distance: float | None  # the largest the training labs' own sessions reach
+    unfamiliar: bool  # distance beyond the reference
+    checked_at: str
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 
 from edge.core.errors import HemascopeError
-from edge.inference.adapt import MIN_CELLS, Adaptation, estimate
 from edge.inference.backends import Backend, load_backend
 from edge.inference.head import softmax
 from edge.inference.manifest import ModelManifest, load_verified
+from edge.inference.stain import MIN_CELLS, StainShift, estimate
 
 
 def resize_rgb(image_bgr: np.ndarray, size: int) -> np.ndarray:
@@ -91,30 +91,18 @@ class Classifier:
         text = f"{self.manifest.sha256}:{self.head.weights}:{self.head.bias}"
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def probabilities(self, images_rgb: list[np.ndarray],
-                      shift: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, C) class probabilities for images already passed through `resize_rgb`: the
-        graph's own, or the manifest's head on the graph's embedding when it has one (moved
-        by a session's adaptation `shift` when given)."""
+        graph's own, or the manifest's head on the graph's embedding when it has one."""
         if self._linear is not None:
-            return self.head_probabilities(self.embeddings(images_rgb), shift)
-        if shift is not None:
-            raise ValueError("a shift needs a classifier whose manifest carries its head")
+            w, b = self._linear
+            return softmax(self.embeddings(images_rgb) @ w.T + b).astype(np.float32)
         probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
         return np.asarray(probs, dtype=np.float32)
 
-    def head_probabilities(self, embeddings: np.ndarray,
-                           shift: np.ndarray | None = None) -> np.ndarray:
-        """(N, C) probabilities of the manifest's head on (N, D) embeddings (+ `shift`)."""
-        if self._linear is None:
-            raise ValueError("this classifier's manifest carries no head")
-        w, b = self._linear
-        moved = embeddings if shift is None else embeddings + shift
-        return softmax(moved @ w.T + b).astype(np.float32)
-
-    def adaptation(self, embeddings: np.ndarray) -> Adaptation | None:
-        """The session adaptation for these (N, D) embeddings of one session's cells: None
-        when the manifest has no reference or there are fewer than MIN_CELLS."""
+    def stain_shift(self, embeddings: np.ndarray) -> StainShift | None:
+        """The stain shift of one session's cells ((N, D) embeddings): None when the manifest
+        has no reference or there are fewer than MIN_CELLS."""
         means = self.head.means() if self.head is not None else None
         if means is None or self._linear is None or len(embeddings) < MIN_CELLS:
             return None

@@ -23,8 +23,8 @@ def _encode(array: np.ndarray) -> str:
 
 class LinearHead(BaseModel):
     """weights (C x D) and bias (C) as base64 of little-endian float32; optionally the
-    reference for session adaptation (`edge.inference.adapt`): each class's mean embedding
-    on the training labs (C x D) and the adaptation distance their own sessions reach."""
+    reference for the stain check (`edge.inference.stain`): each class's mean embedding
+    on the training labs (C x D) and the stain distance their own sessions reach."""
 
     model_config = ConfigDict(extra="forbid")
     classes: int
@@ -65,7 +65,8 @@ class LinearHead(BaseModel):
                              f"{self.classes}x{self.dim}")
         return m.reshape(self.classes, self.dim).astype(np.float32)
 
-    def with_reference(self, means: np.ndarray, distance: float) -> LinearHead:
-        """This head with a session-adaptation reference."""
-        return self.model_copy(update={"class_means": _encode(means),
-                                       "reference_distance": round(float(distance), 4)})
+    def with_reference(self, means: np.ndarray, distance: float | None) -> LinearHead:
+        """This head with a stain-check reference (`distance` None: not measured)."""
+        return self.model_copy(update={
+            "class_means": _encode(means),
+            "reference_distance": None if distance is None else round(float(distance), 4)})

@@ -15,11 +15,10 @@ from edge.inference.classifier import Classifier
 
 
 def occlusion_map(classifier: Classifier, image_rgb: np.ndarray, class_id: int,
-                  patch: int, stride: int, shift: np.ndarray | None = None) -> np.ndarray:
-    """(H, W) float32: mean probability drop of `class_id` when each pixel is covered (with
-    a session's adaptation `shift`, when the decision was made with one)."""
+                  patch: int, stride: int) -> np.ndarray:
+    """(H, W) float32: mean probability drop of `class_id` when each pixel is covered."""
     h, w = image_rgb.shape[:2]
-    base = float(classifier.probabilities([image_rgb], shift)[0][class_id])
+    base = float(classifier.probabilities([image_rgb])[0][class_id])
     fill = image_rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
     drop = np.zeros((h, w), np.float32)
     hits = np.zeros((h, w), np.float32)
@@ -27,7 +26,7 @@ def occlusion_map(classifier: Classifier, image_rgb: np.ndarray, class_id: int,
         for left in range(0, max(1, w - patch + stride), stride):
             covered = image_rgb.copy()
             covered[top:top + patch, left:left + patch] = fill
-            p = float(classifier.probabilities([covered], shift)[0][class_id])
+            p = float(classifier.probabilities([covered])[0][class_id])
             drop[top:top + patch, left:left + patch] += base - p
             hits[top:top + patch, left:left + patch] += 1
     return drop / np.maximum(hits, 1)

@@ -13,7 +13,6 @@ from edge.core.labels import FieldStatus
 from edge.core.records import SessionRecord
 from edge.inference.classifier import Classifier
 from edge.inference.occlusion import occlusion_map, overlay
-from edge.pipeline.adaptation import decode_shift
 from edge.pipeline.evidence import write_image_atomic
 from edge.pipeline.second_stage import white_cell_class
 from edge.storage import layout
@@ -64,8 +63,6 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
             raise HemascopeError(f"cell {cell} has no stored crop (storage.evidence was off)",
                                  "explanations need the stored classifier input")
         classifier = session_classifier(session, "wbc", wbc_model)
-        adapted = store.adaptation(session.id)
-        shift = decode_shift(adapted.shift) if adapted is not None else None
         source = store.data_dir / row.crop_path
         stored = (row.label, float(row.label_score))
         what = f"cell {cell} of field {field_idx}"
@@ -78,7 +75,6 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
             raise HemascopeError(f"field {field_idx} has no stored ALL input (storage.evidence "
                                  "was off)", "explanations need the stored classifier input")
         classifier = session_classifier(session, "all_subtype", all_model)
-        shift = None
         source = store.data_dir / layout.field_input(session.id, field_idx)
         probs = field.subtype
         best = max(probs, key=probs.get)
@@ -89,10 +85,10 @@ def explain(store: Store, session_id: str, field_idx: int, cell: int | None,
         raise HemascopeError(f"stored classifier input {source} is missing or unreadable",
                              "restore the session's evidence folder from backup or the hub")
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    probs_now = classifier.probabilities([rgb], shift)[0]
+    probs_now = classifier.probabilities([rgb])[0]
     cid = classifier.classes.index(stored[0])
     patch = max(4, classifier.size // 8)
-    heat = occlusion_map(classifier, rgb, cid, patch, max(2, patch // 2), shift)
+    heat = occlusion_map(classifier, rgb, cid, patch, max(2, patch // 2))
     caption = (f"{what}: {stored[0]} p={stored[1]:.3f}  (red: covering it lowers p most, "
                f"max drop {heat.max():.3f})")
     write_image_atomic(out, overlay(rgb, heat, caption))

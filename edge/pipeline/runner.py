@@ -17,10 +17,10 @@ from edge.config import Profile
 from edge.core.labels import SessionStatus
 from edge.inference.detector import Detector
 from edge.pipeline import telemetry
-from edge.pipeline.adaptation import adapt_session
 from edge.pipeline.qc import DuplicateGuard
 from edge.pipeline.second_stage import FieldClassifiers
 from edge.pipeline.session import finish_session, start_session
+from edge.pipeline.stain_check import check_stain
 from edge.pipeline.steps import (
     FieldContext,
     FieldJob,
@@ -114,7 +114,7 @@ class Runner:
                                self.detector)
             _Flow(self, ctx, source, on_field).run()
             if self.classifiers is not None and self.classifiers.wbc is not None:
-                adapt_session(self.store, session_id, self.classifiers.wbc)
+                check_stain(self.store, session_id, self.classifiers.wbc)
             status = SessionStatus.FINISHED
         finally:
             try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from edge.clinical.differential import differential as clinical_differential
 from edge.core.labels import NOT_WHITE_CELLS, FieldStatus
-from edge.core.records import AdaptationRecord
+from edge.core.records import StainCheck
 from edge.report.review import review_summary
 from edge.storage.store import TIMED_STEPS, Store
 
@@ -37,13 +37,12 @@ def differential(cells: list[tuple[str, float]], classes: list[str]) -> dict[str
             "insufficient": shares["insufficient"] if shares else True}
 
 
-def adaptation(record: AdaptationRecord | None) -> dict[str, Any] | None:
-    """The session's stain adaptation (`edge.pipeline.adaptation`): the differential above
-    uses its labels; `changed` cells had another label before it."""
-    if record is None:
+def stain(check: StainCheck | None) -> dict[str, Any] | None:
+    """How unlike the training smears the session's stain was (`edge.pipeline.stain_check`)."""
+    if check is None:
         return None
-    return {"cells": record.cells, "changed": record.changed, "distance": record.distance,
-            "reference_distance": record.reference_distance, "unfamiliar": record.unfamiliar}
+    return {"cells": check.cells, "distance": check.distance,
+            "reference_distance": check.reference_distance, "unfamiliar": check.unfamiliar}
 
 
 def session_summary(store: Store, session_id: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
         "classes": classes,
         "classifiers": s.classifiers,
         "differential": differential(store.differential(s.id), wbc_classes),
-        "adaptation": adaptation(store.adaptation(s.id)),
+        "stain": stain(store.stain_check(s.id)),
         "review": review_summary(store, s, wbc_classes,
                                  lambda cells: differential(cells, wbc_classes)),
         "all_subtype": {

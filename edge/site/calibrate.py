@@ -23,7 +23,6 @@ from edge.core.files import utc_now, write_atomic, write_bytes_atomic
 from edge.inference.classifier import Classifier
 from edge.inference.head import LinearHead, softmax
 from edge.inference.manifest import manifest_path
-from edge.pipeline.adaptation import decode_shift
 from edge.pipeline.explain import session_classifier
 from edge.storage.store import Store
 
@@ -75,13 +74,10 @@ class Calibration:
 
 
 def _reviewed_crops(store: Store, sessions: list[str], model: Path
-                    ) -> tuple[Classifier, list[np.ndarray], list[np.ndarray], list[str],
-                               list[str]]:
-    """The session classifier, and every reviewed cell's stored crop (RGB), its session's
-    adaptation shift (zeros when the session was not adapted) and its label."""
+                    ) -> tuple[Classifier, list[np.ndarray], list[str], list[str]]:
+    """The session classifier, and every reviewed cell's stored crop (RGB) and label."""
     classifier: Classifier | None = None
     crops: list[np.ndarray] = []
-    shifts: list[np.ndarray] = []
     labels: list[str] = []
     ids: list[str] = []
     for session in sessions:
@@ -97,8 +93,6 @@ def _reviewed_crops(store: Store, sessions: list[str], model: Path
                                  "calibrate sessions of one differential model together")
         classifier = used
         paths = {(c.field_idx, c.cell): c.crop_path for c in store.classified_cells(row.id)}
-        adapted = store.adaptation(row.id)
-        shift = decode_shift(adapted.shift) if adapted is not None else None
         for r in reviews:
             if r.label not in used.classes:
                 raise HemascopeError(f"session {row.id[:12]} field {r.field_idx} cell "
@@ -112,13 +106,10 @@ def _reviewed_crops(store: Store, sessions: list[str], model: Path
                     "stored crop is missing", "restore the session's evidence folder (a "
                     "session run with storage.evidence = false cannot be calibrated from)")
             crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            shifts.append(shift)
             labels.append(r.label)
         ids.append(row.id)
     assert classifier is not None
-    dim = classifier.head.dim if classifier.head is not None else 0
-    return (classifier, crops, [np.zeros(dim, np.float32) if s is None else s for s in shifts],
-            labels, ids)
+    return classifier, crops, labels, ids
 
 
 def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
@@ -131,12 +122,11 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     if out.resolve() == model.resolve():
         raise HemascopeError(f"--out {out} is the base model itself",
                              "write the calibrated model to a new file")
-    classifier, crops, shifts, labels, ids = _reviewed_crops(store, sessions, model)
+    classifier, crops, labels, ids = _reviewed_crops(store, sessions, model)
     if classifier.head is None:
         raise HemascopeError(f"{model.name} carries no head in its manifest",
                              "calibrate a differential exported by hemascope 0.2 or later")
-    # fitted on the embeddings as the session's labels were made: moved by its adaptation
-    x = (classifier.embeddings(crops) + np.stack(shifts)).astype(np.float64)
+    x = classifier.embeddings(crops).astype(np.float64)
     y = np.array([classifier.classes.index(label) for label in labels])
     w, b = classifier.head.arrays()
     w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
@@ -147,9 +137,7 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     base = classifier.manifest
     manifest = base.model_copy(update={
         "file": out.name,
-        "head": LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1]).model_copy(update={
-            "class_means": classifier.head.class_means,  # the same training reference
-            "reference_distance": classifier.head.reference_distance}),
+        "head": LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1]),
         "calibration": {"base_file": base.file, "base_sha256": base.sha256,
                         "base_calibration": base.calibration or None,
                         "sessions": ids, "reviewed_cells": len(y), "per_class": per_class,

@@ -22,22 +22,18 @@ from edge.core.files import utc_now
 from edge.core.labels import FieldStatus, SessionStatus
 from edge.core.processes import ProcessId, this_process
 from edge.core.records import (
-    AdaptationRecord,
     ClassifiedCell,
     FieldRecord,
     FieldReview,
     Review,
     SessionRecord,
+    StainCheck,
     StoredCell,
     StoredField,
 )
 from edge.storage import layout
 
 SCHEMA_VERSION = 3
-# A cell's session label: its adapted label when the session was adapted, else the runner's.
-_ADAPTED = "LEFT JOIN adapted_cells a ON a.cell_id = c.id"
-_LABEL = "COALESCE(a.label, c.label)"
-_SCORE = "COALESCE(a.score, c.label_score)"
 TIMED_STEPS = ("decode", "preprocess", "infer", "postprocess", "classify")  # *_ms columns
 
 
@@ -150,23 +146,15 @@ CREATE TABLE IF NOT EXISTS session_owners (
     pid INTEGER NOT NULL,
     started TEXT
 );
--- A session's stain adaptation (`edge.inference.adapt`, the shift as base64 float32) and the
--- labels it gave, beside the runner's per-cell output (never over it): where a cell has an
--- adapted label, that is the session's label. Created on open: a release without it ignores
--- it (and reports the per-cell labels).
-CREATE TABLE IF NOT EXISTS adaptations (
+-- How unlike the training smears a session's stain was (`edge.inference.stain`), measured
+-- at its end. Created on open: a release without it ignores it.
+CREATE TABLE IF NOT EXISTS stain_checks (
     session_id TEXT PRIMARY KEY REFERENCES sessions(id),
     cells INTEGER NOT NULL,
     distance REAL NOT NULL,
     reference_distance REAL,
     unfamiliar INTEGER NOT NULL,
-    shift TEXT NOT NULL,
-    adapted_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS adapted_cells (
-    cell_id INTEGER PRIMARY KEY REFERENCES cells(id),
-    label TEXT NOT NULL,
-    score REAL NOT NULL
+    checked_at TEXT NOT NULL
 );
 """
 
@@ -403,19 +391,17 @@ class Store:
     def differential(self, session_id: str) -> list[tuple[str, float]]:
         """(label, score) of every classified white cell of the session's counted fields."""
         return [(row["label"], row["label_score"]) for row in self.conn.execute(
-            f"SELECT {_LABEL} AS label, {_SCORE} AS label_score FROM cells c"
-            f" JOIN fields f ON f.id = c.field_id {_ADAPTED}"
+            "SELECT c.label, c.label_score FROM cells c JOIN fields f ON f.id = c.field_id"
             " WHERE f.session_id = ? AND f.status = ? AND c.label IS NOT NULL"
             " ORDER BY f.idx, c.id", (session_id, FieldStatus.COUNTED))]
 
     def cells(self, session_id: str, idx: int) -> list[StoredCell]:
         """The stored cells of field `idx`, in detection order."""
         return [StoredCell(row["class_name"], row["confidence"],
-                           (row["x1"], row["y1"], row["x2"], row["y2"]), row["session_label"],
-                           row["session_score"], row["crop_path"])
+                           (row["x1"], row["y1"], row["x2"], row["y2"]), row["label"],
+                           row["label_score"], row["crop_path"])
                 for row in self.conn.execute(
-                    f"SELECT c.*, {_LABEL} AS session_label, {_SCORE} AS session_score"
-                    f" FROM cells c JOIN fields f ON f.id = c.field_id {_ADAPTED}"
+                    "SELECT c.* FROM cells c JOIN fields f ON f.id = c.field_id"
                     " WHERE f.session_id = ? AND f.idx = ? ORDER BY c.id", (session_id, idx))]
 
     def classified_cells(self, session_id: str) -> list[ClassifiedCell]:
@@ -424,9 +410,8 @@ class Store:
         in the field (the KKK of its crop's file name)."""
         return [ClassifiedCell(*row) for row in self.conn.execute(
             "SELECT * FROM (SELECT f.idx AS field_idx, ROW_NUMBER() OVER (PARTITION BY f.id"
-            f" ORDER BY c.id) - 1 AS cell, {_LABEL} AS label, {_SCORE} AS label_score,"
-            f" c.crop_path FROM cells c JOIN fields f ON f.id = c.field_id {_ADAPTED}"
-            " WHERE f.session_id = ? AND f.status = ?)"
+            " ORDER BY c.id) - 1 AS cell, c.label, c.label_score, c.crop_path FROM cells c"
+            " JOIN fields f ON f.id = c.field_id WHERE f.session_id = ? AND f.status = ?)"
             " WHERE label IS NOT NULL ORDER BY field_idx, cell",
             (session_id, FieldStatus.COUNTED))]
 
@@ -450,42 +435,26 @@ class Store:
             " WHERE session_id = r.session_id AND field_idx = r.field_idx AND cell = r.cell)"
             " ORDER BY r.field_idx, r.cell", (session_id,))]
 
-    def cell_crops(self, session_id: str) -> list[tuple[int, str | None]]:
-        """(cell row id, crop path) of every classified cell of the session's counted
-        fields, with the runner's own (unadapted) label: what session adaptation reads."""
-        return [(row["id"], row["crop_path"]) for row in self.conn.execute(
-            "SELECT c.id, c.crop_path FROM cells c JOIN fields f ON f.id = c.field_id"
+    def crop_paths(self, session_id: str) -> list[str | None]:
+        """The stored crop of every classified cell of the session's counted fields."""
+        return [row[0] for row in self.conn.execute(
+            "SELECT c.crop_path FROM cells c JOIN fields f ON f.id = c.field_id"
             " WHERE f.session_id = ? AND f.status = ? AND c.label IS NOT NULL"
             " ORDER BY f.idx, c.id", (session_id, FieldStatus.COUNTED))]
 
-    def add_adaptation(self, session_id: str, record: AdaptationRecord,
-                       labels: list[tuple[int, str, float]]) -> None:
-        """Store a session's adaptation and its (cell row id, label, score) labels in one
-        transaction (a later adaptation of the session replaces an earlier one)."""
+    def add_stain_check(self, session_id: str, check: StainCheck) -> None:
+        """Store (or replace) the session's stain check."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM adapted_cells WHERE cell_id IN (SELECT c.id FROM cells c"
-                         " JOIN fields f ON f.id = c.field_id WHERE f.session_id = ?)",
-                         (session_id,))
-            conn.execute("INSERT OR REPLACE INTO adaptations (session_id, cells, distance,"
-                         " reference_distance, unfamiliar, shift, adapted_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (session_id, record.cells, record.distance, record.reference_distance,
-                          int(record.unfamiliar), record.shift, record.adapted_at))
-            conn.executemany("INSERT INTO adapted_cells (cell_id, label, score)"
-                             " VALUES (?, ?, ?)", labels)
+            conn.execute("INSERT OR REPLACE INTO stain_checks (session_id, cells, distance,"
+                         " reference_distance, unfamiliar, checked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (session_id, check.cells, check.distance, check.reference_distance,
+                          int(check.unfamiliar), check.checked_at))
 
-    def adaptation(self, session_id: str) -> AdaptationRecord | None:
-        """The session's stain adaptation, with how many cells it relabelled."""
-        row = self.conn.execute(
-            "SELECT a.*, (SELECT COUNT(*) FROM adapted_cells x JOIN cells c ON c.id = x.cell_id"
-            " JOIN fields f ON f.id = c.field_id WHERE f.session_id = a.session_id"
-            " AND x.label != c.label) AS changed FROM adaptations a WHERE a.session_id = ?",
-            (session_id,)).fetchone()
-        if row is None:
-            return None
-        return AdaptationRecord(row["cells"], row["distance"], row["reference_distance"],
-                                bool(row["unfamiliar"]), row["shift"], row["adapted_at"],
-                                row["changed"])
+    def stain_check(self, session_id: str) -> StainCheck | None:
+        row = self.conn.execute("SELECT cells, distance, reference_distance, unfamiliar,"
+                                " checked_at FROM stain_checks WHERE session_id = ?",
+                                (session_id,)).fetchone()
+        return None if row is None else StainCheck(row[0], row[1], row[2], bool(row[3]), row[4])
 
     def add_field_review(self, session_id: str, field_idx: int, rejected: bool,
                          reason: str | None, reviewer: str | None, origin: str) -> None:

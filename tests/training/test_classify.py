@@ -366,6 +366,14 @@ def test_train_export_eval_classifier_offline(tmp_path):
     assert result["as_is"]["images"] == 24 and not result["same_data_as_training"]
     assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["as_is"][
         "images"] == 8
+    assert json.loads(onnx.with_suffix(".json").read_text())["head"]["class_means"] is None
+    # the stain-check reference: class means of the training split, written to the manifest
+    ref = run_cli("eval", str(onnx), "--data", str(tiny), "--split", "train", "--set-reference",
+                  env=env)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    head = Classifier(onnx).head
+    assert head.means().shape == (4, head.dim) and head.reference_distance is None
+    assert "no lab has 100 crops" in ref.stdout
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
 
 

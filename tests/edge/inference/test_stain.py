@@ -1,10 +1,10 @@
-"""Session adaptation (edge.inference.adapt) on embeddings whose truth is known: class means,
+"""The stain shift (edge.inference.stain) on embeddings whose truth is known: class means,
 a stain offset and a class mix chosen here."""
 
 import numpy as np
 import pytest
 
-from edge.inference.adapt import estimate, spread
+from edge.inference.stain import estimate, spread
 
 C, D = 5, 32
 

@@ -1,15 +1,16 @@
-"""Session adaptation: a slide's stain moves every cell's embedding by about the same amount,
-so the session's own unlabelled cells tell how far, and the head reads them moved back.
+"""How unlike the training smears a session's stain is: a slide's stain moves every cell's
+embedding by about the same amount, so the session's own white cells tell how far.
 
 The shift is estimated against the training labs' mean embedding *for the session's own
-class mix* (estimated from the adapted predictions, a few rounds): a smear with 50 %
-eosinophils is not pulled towards the training labs' balanced mix, only its stain is
-corrected. `distance` (the shift in units of the spread between the class means) says how
-unlike the training smears the session looks.
+class mix* (estimated from the shifted predictions, a few rounds), so a smear with 50 %
+eosinophils is not mistaken for a strange stain. `distance` is the shift in units of the
+spread between the class means; a session beyond the largest distance the training labs' own
+sessions reach (the manifest's `reference_distance`) looks unlike anything the model was
+trained on.
 
-The estimate starts from no shift, so a change that looks exactly like a change of class mix
-is read as one and left alone: adaptation never erases a real eosinophilia, at the price of
-missing a stain shift that mimics it."""
+The shift is only measured, never applied to the labels: relabelling with it lifted
+laboratories the model never saw, but distorted pathological smears at home, or hurt one
+unseen laboratory, depending on the variant (docs/models/classifiers.md)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ import numpy as np
 
 from edge.inference.head import softmax
 
-MIN_CELLS = 20  # fewer cells estimate the stain's shift too poorly to use
+MIN_CELLS = 20  # fewer cells estimate a stain's shift too poorly to judge it
 ROUNDS = 5
-UNFAMILIAR_FACTOR = 1.5  # distance above this times the training labs' own: unfamiliar
 
 
 @dataclass(frozen=True)
-class Adaptation:
-    """A session's estimated stain shift (added to each embedding before the head)."""
+class StainShift:
+    """A session's estimated stain shift (what would move its embeddings onto training's)."""
 
     shift: np.ndarray  # (D,) float32
     mix: np.ndarray  # (C,) the session's estimated class shares
@@ -41,7 +41,7 @@ def spread(class_means: np.ndarray) -> float:
 
 
 def estimate(embeddings: np.ndarray, class_means: np.ndarray, weights: np.ndarray,
-             bias: np.ndarray, rounds: int = ROUNDS) -> Adaptation:
+             bias: np.ndarray, rounds: int = ROUNDS) -> StainShift:
     """The shift that moves the session's mean embedding onto the training mean of the
     session's own class mix (N x D embeddings, C x D class means, C x D weights)."""
     centre = embeddings.mean(axis=0)
@@ -50,6 +50,6 @@ def estimate(embeddings: np.ndarray, class_means: np.ndarray, weights: np.ndarra
     for _ in range(rounds):
         mix = softmax((embeddings + shift) @ weights.T + bias).mean(axis=0)
         shift = mix @ class_means - centre
-    return Adaptation(shift.astype(np.float32), mix.astype(np.float32),
+    return StainShift(shift.astype(np.float32), mix.astype(np.float32),
                       float(np.linalg.norm(shift)) / max(spread(class_means), 1e-6),
                       len(embeddings))
