@@ -1,6 +1,6 @@
 """A session-level ALL subtype call from per-field probabilities, and its wording.
 
-Three aggregations over the fields' probability vectors:
+Three aggregations over the fields' probability vectors (standard library only):
 - "mean": the arithmetic mean of the probabilities (a mixture: one confident field cannot
   outvote many).
 - "geometric": the normalised geometric mean (mean log-probability, then softmax): treats
@@ -16,14 +16,16 @@ for confirmation by smear review and immunophenotyping.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 Aggregation = Literal["mean", "geometric", "vote"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("mean", "geometric", "vote")
+# The aggregation reports use: the one measured to be calibrated on held-out ALL fields in
+# simulated sessions (scripts/all_aggregation.py, docs/clinical.md).
+SESSION_AGGREGATION: Aggregation = "mean"
 BENIGN = "Benign"
 # The ALL model's class names (edge/models/all-subtype.json) as a report spells them.
 SUBTYPE_NAMES = {"Benign": "benign", "Early": "early pre-B", "Pre": "pre-B", "Pro": "pro-B"}
@@ -44,40 +46,55 @@ class AllCall:
     probabilities: dict[str, float]
 
 
-def aggregate(probs: np.ndarray, aggregation: Aggregation = "mean") -> np.ndarray:
-    """One probability vector from an (fields, classes) array of per-field probabilities."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] < 2:
-        raise ValueError(f"need an array of shape (fields >= 1, classes >= 2), got "
-                         f"{probs.shape}")
+def _argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def aggregate(probs: Sequence[Sequence[float]], aggregation: Aggregation = "mean") -> list[float]:
+    """One probability vector from per-field probability vectors (fields x classes; a list of
+    lists or an array). Standard library only, so that reports and the sync payload, which
+    call it, load no numpy."""
+    rows = [[float(x) for x in row] for row in probs]
+    width = len(rows[0]) if rows else 0
+    if not rows or width < 2 or any(len(row) != width for row in rows):
+        raise ValueError(f"need fields >= 1 probability vectors of one length >= 2, got "
+                         f"{len(rows)} of lengths {sorted({len(r) for r in rows})}")
+    n = len(rows)
     if aggregation == "mean":
-        return probs.mean(axis=0)
+        return [math.fsum(col) / n for col in zip(*rows, strict=True)]
     if aggregation == "geometric":
-        logs = np.log(np.clip(probs, _FLOOR, 1.0)).mean(axis=0)
-        weights = np.exp(logs - logs.max())
-        return weights / weights.sum()
+        logs = [math.fsum(math.log(min(1.0, max(x, _FLOOR))) for x in col) / n
+                for col in zip(*rows, strict=True)]
+        top = max(logs)
+        weights = [math.exp(v - top) for v in logs]
+        total = math.fsum(weights)
+        return [w / total for w in weights]
     if aggregation == "vote":
-        return np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) / probs.shape[0]
+        votes = [0] * width
+        for row in rows:
+            votes[_argmax(row)] += 1
+        return [v / n for v in votes]
     raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
 
 
-def all_call(field_probs: Sequence[dict[str, float]] | np.ndarray, classes: Sequence[str],
-             aggregation: Aggregation = "mean") -> AllCall:
-    """The session call from per-field probabilities (dicts keyed by class, as stored, or an
-    array in `classes` order). A tied vote goes to the class with the higher mean probability."""
-    if len(field_probs) and isinstance(field_probs[0], dict):
-        probs = np.array([[p[c] for c in classes] for p in field_probs], dtype=np.float64)
+def all_call(field_probs: Sequence[Mapping[str, float]] | Sequence[Sequence[float]],
+             classes: Sequence[str], aggregation: Aggregation = "mean") -> AllCall:
+    """The session call from per-field probabilities (dicts keyed by class, as stored, or
+    vectors in `classes` order). A tied vote goes to the class with the higher mean
+    probability."""
+    rows = [[p[c] for c in classes] if isinstance(p, Mapping) else list(p) for p in field_probs]
+    if rows and any(len(row) != len(classes) for row in rows):
+        raise ValueError(f"{len(rows[0])} probabilities per field for {len(classes)} classes")
+    combined = aggregate(rows, aggregation)
+    if aggregation == "vote":
+        mean = aggregate(rows, "mean")
+        best = max(range(len(classes)), key=lambda i: (combined[i], mean[i]))
     else:
-        probs = np.asarray(field_probs, dtype=np.float64)
-    if probs.ndim == 2 and probs.shape[1] != len(classes):
-        raise ValueError(f"{probs.shape[1]} probabilities per field for {len(classes)} classes")
-    combined = aggregate(probs, aggregation)
-    tiebreak = combined + 1e-9 * probs.mean(axis=0) if aggregation == "vote" else combined
-    best = int(np.argmax(tiebreak))
-    return AllCall(label=classes[best], probability=float(combined[best]),
-                   agreement=float(np.mean(probs.argmax(axis=1) == best)),
-                   fields=int(probs.shape[0]), aggregation=aggregation,
-                   probabilities={c: float(x) for c, x in zip(classes, combined, strict=True)})
+        best = _argmax(combined)
+    agree = sum(_argmax(row) == best for row in rows) / len(rows)
+    return AllCall(label=classes[best], probability=combined[best], agreement=agree,
+                   fields=len(rows), aggregation=aggregation,
+                   probabilities=dict(zip(classes, combined, strict=True)))
 
 
 def describe(call: AllCall) -> str:

@@ -28,19 +28,19 @@ class StopReason(StrEnum):
 @dataclass(frozen=True)
 class Protocol:
     """A session protocol. `white_cells` is the differential's target; `fields` is the number
-    of accepted fields cbc and all-screen count; `max_fields` caps accepted fields in every
-    mode (None: no cap)."""
+    of accepted fields cbc and all-screen count (None: every field the source gives);
+    `max_fields` caps accepted fields in every mode (None: no cap)."""
 
     mode: Mode
     white_cells: int = 200
-    fields: int = 20
+    fields: int | None = None
     max_fields: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode == Mode.DIFFERENTIAL and self.white_cells not in WHITE_CELL_TARGETS:
             raise ValueError(f"differential target must be one of {WHITE_CELL_TARGETS}, "
                              f"got {self.white_cells}")
-        if self.fields < 1 or (self.max_fields is not None and self.max_fields < 1):
+        if any(n is not None and n < 1 for n in (self.fields, self.max_fields)):
             raise ValueError(f"field counts must be >= 1, got fields={self.fields}, "
                              f"max_fields={self.max_fields}")
 
@@ -64,19 +64,23 @@ class Progress:
     white_cells: int
     fields: int
     rejected: int
-    target: int  # white cells (differential) or fields (cbc, all-screen)
-    more_fields: int | None  # estimate; None when it cannot be estimated yet
+    target: int | None  # white cells (differential) or fields (cbc, all-screen); None: none
+    more_fields: int | None  # estimate; None when it cannot be estimated (yet)
 
     def line(self) -> str:
         """One terminal line: 'white cells 137/200 · fields 41 · about 20 more fields'."""
         if self.mode == Mode.DIFFERENTIAL:
             parts = [f"white cells {self.white_cells}/{self.target}", f"fields {self.fields}"]
+        elif self.target is None:
+            parts = [f"fields {self.fields}"]
         else:
             parts = [f"fields {self.fields}/{self.target}"]
         if self.rejected:
             parts.append(f"rejected {self.rejected}")
         if self.stop:
             parts.append(str(self.reason))
+        elif self.more_fields is None and self.target is None:
+            pass  # nothing to count down to: the source decides when to end
         elif self.more_fields is None:
             parts.append("more fields: not yet known")
         else:
@@ -118,7 +122,7 @@ class StopRule:
     def _reason_now(self) -> StopReason | None:
         p = self.protocol
         if (self._white >= p.white_cells if p.mode == Mode.DIFFERENTIAL
-                else self._fields >= p.fields):
+                else p.fields is not None and self._fields >= p.fields):
             return StopReason.TARGET
         if p.max_fields is not None and self._fields >= p.max_fields:
             return StopReason.FIELD_LIMIT
@@ -132,6 +136,8 @@ class StopRule:
                 return None
             per_field = self._white / self._fields
             needed = math.ceil((p.white_cells - self._white) / per_field)
+        elif p.fields is None:
+            return left
         else:
             needed = p.fields - self._fields
         return needed if left is None else min(needed, left)

@@ -16,13 +16,14 @@ PACKAGES = ("edge", "training", "export", "hub")
 # Which rooms of edge each room may import (besides itself and `edge`'s own __version__).
 DOORS = {
     "core": set(),
-    "config": {"core"},
+    "config": {"core", "clinical"},
     "capture": {"core", "config"},
     "inference": {"core", "config"},
     "storage": {"core", "config"},
     "report": {"core", "config", "storage", "clinical"},
     "sync": {"core", "config", "storage", "report"},
-    "pipeline": {"core", "config", "capture", "inference", "storage", "report", "sync"},
+    "pipeline": {"core", "config", "capture", "inference", "storage", "report", "sync",
+                 "clinical"},
     "clinical": set(),
     "site": {"core", "config", "inference", "storage", "pipeline", "sync"},
     "cli": {"core", "config", "capture", "inference", "storage", "report", "sync", "pipeline",
@@ -113,12 +114,14 @@ def _loaded(code: str) -> set[str]:
     return {m.split(".")[0] for m in json.loads(done.stdout.splitlines()[-1])}
 
 
-def test_config_sync_and_the_hub_load_no_opencv_numpy_or_onnxruntime():
+def test_config_clinical_sync_and_the_hub_load_no_opencv_numpy_or_onnxruntime():
     sync = [m for m in _modules() if m.startswith("edge.sync")]
     assert {"edge.sync.client", "edge.sync.bundle", "edge.sync.models", "edge.sync.payload"
             } <= set(sync)
+    clinical = [m for m in _modules() if m.startswith("edge.clinical")]
     hub = [m for m in _modules() if m.startswith("hub") and m != "hub.__main__"]
-    for code in ("import edge.config", "\n".join(f"import {m}" for m in sync),
+    for code in ("import edge.config", "\n".join(f"import {m}" for m in clinical),
+                 "\n".join(f"import {m}" for m in sync),
                  "\n".join(f"import {m}" for m in hub)):
         heavy = _loaded(code) & {"cv2", "numpy", "onnxruntime"}
         assert not heavy, (code, heavy)

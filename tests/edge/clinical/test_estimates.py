@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from edge.clinical.estimates import estimate, gamma_ppf, gammainc, poisson_interval
+from edge.clinical.estimates import (
+    REFERENCE_RBC_PER_UL,
+    estimate,
+    gamma_ppf,
+    gammainc,
+    poisson_interval,
+    ratio_field_factor,
+)
 
 
 def poisson_cdf(k: int, mu: float) -> float:
@@ -58,3 +65,17 @@ def test_estimate_bad_input():
         estimate(10, 5, field_factor=0)
     with pytest.raises(ValueError):
         poisson_interval(-1)
+
+
+def test_ratio_field_factor_gives_cells_per_red_cell_times_the_reference():
+    # 60 white cells and 30 000 red cells over 100 fields: 1 white cell per 500 red cells.
+    factor = ratio_field_factor(30_000, 100, rbc_per_ul=5e6)
+    wbc = estimate(60, 100, field_factor=factor)
+    assert wbc.per_ul == pytest.approx(5e6 / 500)
+    # the same smear seen through a camera with 4x the field: same estimate
+    assert estimate(240, 100, ratio_field_factor(120_000, 100, 5e6)).per_ul == \
+        pytest.approx(wbc.per_ul)
+    assert ratio_field_factor(30_000, 100) == pytest.approx(REFERENCE_RBC_PER_UL / 300)
+    assert ratio_field_factor(0, 100) is None
+    with pytest.raises(ValueError):
+        ratio_field_factor(10, 0)

@@ -92,3 +92,16 @@ def test_protocol_validation():
     with pytest.raises(ValueError):
         StopRule(Protocol(DIFF)).add(FieldResult(True, -1))
     assert Protocol(Mode.CBC, white_cells=150).white_cells == 150  # ignored outside diff
+
+
+def test_cbc_without_a_field_target_runs_until_the_source_ends_or_the_limit():
+    rule = StopRule(Protocol(Mode.CBC))
+    for _ in range(30):
+        p = rule.add(FieldResult(True, 5))
+    assert not p.stop and p.target is None and p.more_fields is None
+    assert p.line() == "fields 30"
+    capped = StopRule(Protocol(Mode.CBC, max_fields=4))
+    assert capped.add(FieldResult(True)).line() == "fields 1 · about 3 more fields"
+    for _ in range(3):
+        p = capped.add(FieldResult(True))
+    assert p.reason == StopReason.FIELD_LIMIT and p.line() == "fields 4 · field limit reached"
