@@ -13,8 +13,20 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from edge.clinical.differential import DEFAULT_MAX_WIDTH
+from edge.clinical.estimates import REFERENCE_RBC_PER_UL
+from edge.clinical.flags import Thresholds
+from edge.clinical.stop_rule import Mode, Protocol
 from edge.core.errors import HemascopeError
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -252,6 +264,103 @@ class SyncConfig(_Section):
         "Evidence bytes per session payload (KB); images past it are listed as omitted."))
 
 
+_T = Thresholds()  # the defaults: adult reference intervals (edge/clinical/flags.py)
+
+
+class FlagsConfig(_Section):
+    """Flag thresholds (profile section `[protocol.flags]`). Defaults: adult reference
+    intervals of Dacie and Lewis Practical Haematology, 12th ed. (docs/clinical.md); set the
+    local laboratory's intervals (they differ between populations)."""
+
+    wbc_low_per_ul: float = Field(_T.wbc_low_per_ul, gt=0, description=(
+        "Leukopenia below this white-cell estimate (cells/µL; adult reference 4.0-10.0 x "
+        "10^9/L)."))
+    wbc_high_per_ul: float = Field(_T.wbc_high_per_ul, gt=0, description=(
+        "Leukocytosis above this white-cell estimate (cells/µL)."))
+    platelets_low_per_ul: float = Field(_T.platelets_low_per_ul, gt=0, description=(
+        "Thrombocytopenia below this platelet estimate (cells/µL; adult reference 150-410 x "
+        "10^9/L)."))
+    neutrophils_low_per_ul: float = Field(_T.neutrophils_low_per_ul, gt=0, description=(
+        "Neutropenia below this many neutrophils per µL (white-cell estimate x share; adult "
+        "reference 2.0-7.0 x 10^9/L; lower in many people of African ancestry)."))
+    neutrophils_low_percent: float = Field(_T.neutrophils_low_percent, gt=0, le=100,
+                                           description=(
+        "Neutropenia below this share of classified white cells when there is no white-cell "
+        "estimate (%; adult reference 40-80 %)."))
+    lymphocytes_high_per_ul: float = Field(_T.lymphocytes_high_per_ul, gt=0, description=(
+        "Lymphocytosis above this many lymphocytes per µL (adult reference 1.0-3.0 x 10^9/L)."))
+    lymphocytes_high_percent: float = Field(_T.lymphocytes_high_percent, gt=0, le=100,
+                                            description=(
+        "Lymphocytosis above this share without a white-cell estimate (%; adult reference "
+        "20-40 %)."))
+    eosinophils_high_per_ul: float = Field(_T.eosinophils_high_per_ul, gt=0, description=(
+        "Eosinophilia above this many eosinophils per µL (adult reference 0.02-0.5 x 10^9/L)."))
+    eosinophils_high_percent: float = Field(_T.eosinophils_high_percent, gt=0, le=100,
+                                            description=(
+        "Eosinophilia above this share without a white-cell estimate (%; adult reference "
+        "1-6 %)."))
+    blasts_high_percent: float = Field(_T.blasts_high_percent, gt=0, le=100, description=(
+        "Blasts at or above this share (%; the WHO threshold for acute leukaemia); only with a "
+        "differential model that has a blast class."))
+    min_fields: int = Field(_T.min_fields, ge=1, description=(
+        "Too few fields: fewer accepted fields than this make the estimates unreliable."))
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**self.model_dump())
+
+
+class ProtocolConfig(_Section):
+    """The session protocol (profile section `[protocol]`): when `hemascope run` stops, and
+    what the report estimates and flags. See docs/clinical.md."""
+
+    mode: Mode = Field(Mode.CBC, description=(
+        "cbc: red cells, white cells and platelets per field and their estimates, over "
+        "`fields` accepted fields (empty: every field the source gives); differential: stop at "
+        "`white_cells` classified white cells (needs classifiers.wbc = true); all-screen: ALL "
+        "subtype work-up over `fields` accepted fields (needs classifiers.all_subtype = true)."))
+    white_cells: Literal[100, 200, 400] = Field(200, description=(
+        "Differential target: classified white cells (100, 200 or 400). The run stops at the "
+        "first accepted field that brings the count to it."))
+    fields: int | None = Field(None, ge=1, description=(
+        "Accepted fields a cbc or all-screen session counts before it stops (the issue's ALL "
+        "work-up: 10-30); empty: every field the source gives."))
+    max_fields: int | None = Field(None, ge=1, description=(
+        "Field limit in every mode: stop after this many accepted fields even if the target is "
+        "not reached. Fields rejected by quality control or unreadable never count towards any "
+        "stop; a live camera also stops at camera.max_fields fields taken, rejected or not."))
+    max_interval_percent: float = Field(100 * DEFAULT_MAX_WIDTH, gt=0, le=100, description=(
+        "Widest acceptable 95 % interval of a differential class, in percentage points; a "
+        "wider one marks the differential insufficient (20: a 100-cell count near 50 % passes, "
+        "fewer cells do not)."))
+    wbc_field_factor: float | None = Field(None, gt=0, description=(
+        "White cells per µL of blood per white cell seen per field, from this device's "
+        "calibration (analyser count / mean white cells per field on calibration smears); "
+        "set `field_factor_source` with it. Empty: the red-cell ratio estimate (see "
+        "`reference_rbc_per_ul`)."))
+    platelet_field_factor: float | None = Field(None, gt=0, description=(
+        "Platelets per µL per platelet seen per field, from this device's calibration, like "
+        "`wbc_field_factor`. Empty: the red-cell ratio estimate."))
+    field_factor_source: str | None = Field(None, min_length=1, description=(
+        "Where the field factors come from (e.g. 'calibrated 2027-01-12 on 20 smears against "
+        "the district analyser'); required with a factor, printed with every estimate."))
+    reference_rbc_per_ul: float = Field(REFERENCE_RBC_PER_UL, gt=0, description=(
+        "Without a calibrated factor, WBC/µL and platelets/µL are estimated by their ratio to "
+        "the red cells counted in the same fields, times this red-cell count (cells/µL; "
+        "default: the middle of the adult reference intervals, Dacie and Lewis). Anaemia makes "
+        "such an estimate too high by the ratio of this value to the true red-cell count."))
+    flags: FlagsConfig = FlagsConfig()
+
+    def stop_protocol(self) -> Protocol:
+        """What `hemascope run` stops on (edge.clinical.stop_rule)."""
+        return Protocol(self.mode, self.white_cells, self.fields, self.max_fields)
+
+    @model_validator(mode="after")
+    def _factor_has_a_source(self) -> ProtocolConfig:
+        if (self.wbc_field_factor or self.platelet_field_factor) and not self.field_factor_source:
+            raise ValueError("a field factor needs field_factor_source (where it comes from)")
+        return self
+
+
 class Profile(_Section):
     device: DeviceConfig = DeviceConfig()
     source: SourceConfig = SourceConfig()
@@ -265,6 +374,17 @@ class Profile(_Section):
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
     sync: SyncConfig = SyncConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
+
+    @model_validator(mode="after")
+    def _protocol_has_its_classifier(self) -> Profile:
+        needs = {Mode.DIFFERENTIAL: ("wbc", self.classifiers.wbc),
+                 Mode.ALL_SCREEN: ("all_subtype", self.classifiers.all_subtype)}
+        if self.protocol.mode in needs and not needs[self.protocol.mode][1]:
+            key = needs[self.protocol.mode][0]
+            raise ValueError(f"protocol.mode = '{self.protocol.mode}' needs classifiers.{key} "
+                             "= true")
+        return self
 
 
 def _close_key(loc: tuple[int | str, ...]) -> str | None:
@@ -304,7 +424,8 @@ def load_profile(path: Path | None) -> Profile:
         message = err["msg"].removeprefix("Value error, ")
         close = _close_key(err["loc"]) if err["type"] == "extra_forbidden" else None
         fix = f"did you mean '{close}'? " if close else ""
-        raise HemascopeError(f"profile {path}: field '{where}': {message}",
+        field = f"field '{where}': " if where else ""
+        raise HemascopeError(f"profile {path}: {field}{message}",
                              f"{fix}fix or remove that field (see docs/profiles.md)") from None
     base = path.resolve().parent
     for section, key in (("model", "detector"), ("classifiers", "wbc_model"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from edge.config import Profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,16 +27,27 @@ SHOWN_DEFAULTS = {("model", "detector"): "bundled edge/models/detector.onnx",
                   ("storage", "data_dir"): "user data dir (~/.local/share/hemascope)"}
 
 
+def _section(name: str, model: BaseModel) -> list[str]:
+    """The table of one section, then its sub-sections (e.g. [protocol.flags])."""
+    lines = [f"## [{name}]", "", "| key | default | meaning |", "| --- | --- | --- |"]
+    nested = []
+    for key, f in type(model).model_fields.items():
+        default = SHOWN_DEFAULTS.get((name, key), getattr(model, key))
+        if isinstance(default, BaseModel):
+            nested.append((f"{name}.{key}", default))
+            continue
+        shown = "empty" if default is None else f"`{default}`"
+        lines.append(f"| `{key}` | {shown} | {f.description} |")
+    lines.append("")
+    for sub, value in nested:
+        lines += _section(sub, value)
+    return lines
+
+
 def render() -> str:
     lines = [INTRO]
     for section, field in Profile.model_fields.items():
-        model = field.default
-        lines += [f"## [{section}]", "", "| key | default | meaning |", "| --- | --- | --- |"]
-        for key, f in type(model).model_fields.items():
-            default = SHOWN_DEFAULTS.get((section, key), getattr(model, key))
-            shown = "empty" if default is None else f"`{default}`"
-            lines.append(f"| `{key}` | {shown} | {f.description} |")
-        lines.append("")
+        lines += _section(section, field.default)
     example = (ROOT / "firmware_config" / "profiles" / "rpi5-cpu.toml").read_text().strip()
     lines += ["## Example", "", "```toml", example, "```", ""]
     return "\n".join(lines)

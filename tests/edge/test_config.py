@@ -89,3 +89,32 @@ def test_two_fields_in_flight_need_onnxruntime(tmp_path):
     with pytest.raises(HemascopeError, match=r"field 'backend\.fields_in_flight': litert runs "
                        r"one field at a time: set it to 1"):
         load_profile(profile)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[protocol]\nmode = 'differential'\n", "needs classifiers.wbc = true"),
+    ("[protocol]\nmode = 'all-screen'\n", "needs classifiers.all_subtype = true"),
+    ("[protocol]\nmode = 'diff'\n", "field 'protocol.mode'"),
+    ("[classifiers]\nwbc = true\n[protocol]\nwhite_cells = 150\n",
+     "field 'protocol.white_cells'"),
+    ("[protocol]\nwbc_field_factor = 2000.0\n", "needs field_factor_source"),
+    ("[protocol.flags]\nwbc_low_per_ul = -1\n", "field 'protocol.flags.wbc_low_per_ul'"),
+    ("[protocol.flags]\nneutropenia = 1500\n", "field 'protocol.flags.neutropenia'"),
+])
+def test_a_bad_protocol_is_one_clear_error(tmp_path, text, needle):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(HemascopeError, match=needle.replace(".", r"\.")):
+        load_profile(bad)
+
+
+def test_the_protocol_section_reaches_the_stop_rule_and_the_flags(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text("[classifiers]\nwbc = true\n[protocol]\nmode = 'differential'\n"
+                    "white_cells = 400\nmax_fields = 90\n[protocol.flags]\n"
+                    "neutrophils_low_per_ul = 1500.0\n")
+    protocol = load_profile(path).protocol
+    rule = protocol.stop_protocol()
+    assert (rule.mode, rule.white_cells, rule.max_fields) == ("differential", 400, 90)
+    assert protocol.flags.thresholds().neutrophils_low_per_ul == 1500
+    assert protocol.flags.thresholds().wbc_low_per_ul == 4000  # the rest keep their defaults
