@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edge.cli.options import (
@@ -117,6 +117,57 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
         out.print(table)
 
 
+def _print_protocol(summary: dict[str, Any]) -> None:
+    """Why the session stopped, as the live progress line ended."""
+    p = summary["protocol"]
+    line = p["progress"] if p["stop"] in p["progress"] else f"{p['progress']} · {p['stop']}"
+    out.print(f"protocol {p['mode']}: {line}", markup=False, highlight=False)
+
+
+def _print_clinical(summary: dict[str, Any]) -> None:
+    """Estimates with their intervals, flags, and the ALL subtype call."""
+    est = summary.get("estimates")
+    if est:
+        table = Table(title="estimates (not analyser counts)")
+        for col in ("", "per field", "95 % interval", "per µL", "95 % interval", "how"):
+            table.add_column(col, justify="left" if col in ("", "how") else "right")
+        for key, name in (("wbc", "white cells"), ("platelets", "platelets"),
+                          ("rbc", "red cells")):
+            e = est[key]
+            per_ul = e["per_ul"] is not None
+            table.add_row(name, f"{e['per_field']:.2f}",
+                          f"{e['per_field_low']:.2f}-{e['per_field_high']:.2f}",
+                          f"{e['per_ul']:,}" if per_ul else "-",
+                          f"{e['per_ul_low']:,}-{e['per_ul_high']:,}" if per_ul else "",
+                          e["method"])
+        sources = sorted({e["field_factor_source"] for e in est.values()
+                          if isinstance(e, dict) and e["field_factor_source"]})
+        synthetic = summary["source"].startswith("synthetic")
+        table.caption = "; ".join([est["note"], *(f"factor: {s}" for s in sources)] + (
+            ["synthetic fields hold far more white cells and platelets per red cell than "
+             "blood, so these estimates and their flags mean nothing"] if synthetic else []))
+        out.print(table)
+    flags = summary.get("flags", [])
+    out.print("flags: " + ("none" if not flags else f"{len(flags)}"), highlight=False)
+    for f in flags:
+        near = "" if f["definite"] else " (the interval reaches the threshold)"
+        out.print(f"  ! {f['code']}: {f['text']}{near}", markup=False, highlight=False)
+    call = summary.get("all_call")
+    if call:
+        out.print(f"ALL subtype ({call['aggregation']} of {call['fields']} fields): "
+                  f"{call['wording']}", markup=False, highlight=False)
+
+
+def _progress_bar(p: Any, seen: int, source_total: int | None) -> tuple[int, int | None]:
+    """(completed, total) of the live bar: white cells or fields towards the protocol's
+    target, else fields of the source."""
+    if p.mode == "differential":
+        return min(p.white_cells, p.target), p.target
+    if p.target is not None:
+        return p.fields, p.target
+    return seen, source_total
+
+
 @app.command()
 def run(
     source: Annotated[str | None, typer.Option(
@@ -136,10 +187,13 @@ def run(
         "source.settle).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Capture fields, detect and count cells, store every field with its evidence image.
+    """Capture fields, detect and count cells, store every field with its evidence image,
+    until the source ends or the profile's protocol stops the session ([protocol]: a
+    differential stops at 100/200/400 classified white cells, or at its field limit; Ctrl-C
+    stops it too, keeping every stored field). The terminal shows the progress live.
 
     Fields failing quality control (focus, exposure, stain, empty, overcrowded, duplicate)
-    are stored with the reason and not counted.
+    are stored with the reason and not counted, towards the stop either.
 
     Examples:
       hemascope run                                  # synthetic fields, bundled model
@@ -168,12 +222,13 @@ def run(
     skipped: list[str] = []
     truth: dict[str, int] = {}
     truth_known = True
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("counting fields", total=total)
+    seen = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(f"{prof.protocol.mode}: starting", total=total)
 
         def on_field(_: str, outcome: FieldOutcome) -> None:
-            nonlocal truth_known
+            nonlocal truth_known, seen
             if outcome.status is not FieldStatus.COUNTED:
                 skipped.append(f"{outcome.status} {outcome.origin}: {outcome.reason}")
             elif outcome.truth is None:
@@ -181,7 +236,11 @@ def run(
             else:
                 for c, n in outcome.truth.items():
                     truth[c] = truth.get(c, 0) + n
-            progress.advance(task)
+            seen += 1
+            if outcome.progress is not None:
+                done, of = _progress_bar(outcome.progress, seen, total)
+                progress.update(task, description=outcome.progress.line(), completed=done,
+                                total=of)
 
         session_id = Runner(prof, store, detector, classifiers).run(src, sample, operator,
                                                                       on_field)
@@ -190,7 +249,9 @@ def run(
         err.print(line, markup=False, highlight=False)
     _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
                   truth if truth_known and truth else None)
+    _print_protocol(summary)
     _print_second_stage(summary)
+    _print_clinical(summary)
     out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
               f"data {prof.storage.data_dir}", highlight=False)
     if json_out is not None:
@@ -229,8 +290,10 @@ def report(
     summary = session_summary(store, session)
     _print_counts(f"session {summary['session_id'][:12]}  sample {summary['sample_id']}"
                   f"  ({summary['status']})", summary)
+    _print_protocol(summary)
     _print_second_stage(summary)
     print_review(summary)
+    _print_clinical(summary)
     if summary["fields_skipped"] or summary["fields_rejected"]:
         out.print("reasons for rejected and unreadable fields are in the JSON report")
     path = json_out or Path(f"{summary['session_id']}.json")

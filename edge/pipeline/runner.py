@@ -1,4 +1,5 @@
-"""The device runner: fields from a source -> detector -> one stored transaction per field.
+"""The device runner: fields from a source -> detector -> one stored transaction per field,
+until the source ends or the session protocol says stop (`edge.clinical.stop_rule`).
 
 Only threads and queues live here; what happens to a field is `edge.pipeline.steps`.
 """
@@ -11,9 +12,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 from edge.capture.sources import Source
+from edge.clinical.stop_rule import Mode, StopRule
 from edge.config import Profile
+from edge.core.errors import HemascopeError
 from edge.core.labels import SessionStatus
 from edge.inference.detector import Detector
 from edge.pipeline import telemetry
@@ -29,6 +33,7 @@ from edge.pipeline.steps import (
     commit_field,
     read_field,
     render_field,
+    stop_tally,
 )
 from edge.storage.store import Store
 
@@ -90,10 +95,17 @@ class Runner:
         self.detector = detector
         self.classifiers = classifiers if classifiers is not None and classifiers.enabled \
             else None
+        if profile.protocol.mode == Mode.DIFFERENTIAL and (
+                self.classifiers is None or self.classifiers.wbc is None):
+            raise HemascopeError("a differential protocol needs the white-cell classifier",
+                                 "set classifiers.wbc = true, or protocol.mode = 'cbc'")
 
     def run(self, source: Source, sample_id: str, operator: str | None = None,
             on_field: OnField | None = None) -> str:
-        """Process the whole source as one session and return its id.
+        """Process the source as one session, until it ends or the profile's protocol says
+        stop (a target or the field limit reached: the fields still in hand are dropped, so
+        the session ends at the field that reached it), and return its id. `on_field` gets
+        every stored field with the protocol's progress after it.
 
         If the run stops early (error, Ctrl-C, camera gone), every field finished before the
         stop is still stored (only the fields in hand at that moment, in the detector or being
@@ -132,6 +144,7 @@ class _Flow:
                  on_field: OnField | None) -> None:
         self.ctx, self.source, self.on_field = ctx, source, on_field
         self.store, self.detector = runner.store, runner.detector
+        self.rule = StopRule(runner.profile.protocol.stop_protocol())  # in field order
         self.stop = threading.Event()
         self.requests: queue.Queue = queue.Queue()  # one field read per request
         self.prepared, self.finished = _Pipe(self.stop), _Pipe(self.stop)
@@ -166,10 +179,11 @@ class _Flow:
     def write(self) -> None:
         """Writer thread: files and one transaction per field, in order."""
         try:
-            while (field := self.finished.get()) is not _END:
+            while (item := self.finished.get()) is not _END:
+                field, progress = item
                 outcome = commit_field(self.store, field, self.ctx)
                 if self.on_field is not None:
-                    self.on_field(self.ctx.session_id, outcome)
+                    self.on_field(self.ctx.session_id, replace(outcome, progress=progress))
         except BaseException as exc:
             self.errors.append(exc)
             self.stop.set()
@@ -189,15 +203,18 @@ class _Flow:
         return done
 
     def finish_oldest(self) -> bool:
-        """Wait for the oldest field's boxes, check and classify it, hand it to the writer."""
+        """Wait for the oldest field's boxes, check and classify it, count it towards the stop
+        and hand it to the writer; False when the session must end here."""
         job, inference = self.pending.popleft()
         result = inference.result() if inference is not None else None
         self.requests.put(True)  # the next field is read while this one is finished here
         check_field(job, result, self.ctx, self.duplicates)
-        return self.finished.put(render_field(job, self.ctx))
+        progress = self.rule.add(stop_tally(job))
+        return self.finished.put((render_field(job, self.ctx), progress)) and not progress.stop
 
     def feed(self) -> None:
-        """Main loop: start the detector on each field read, finish the oldest when full."""
+        """Main loop: start the detector on each field read, finish the oldest when full, until
+        the source ends or the stop rule says stop."""
         for _ in range(self.in_flight):
             self.requests.put(True)
         while (job := self.prepared.get()) is not _END and not isinstance(job, BaseException):

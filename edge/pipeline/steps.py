@@ -17,12 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.clinical.stop_rule import FieldResult, Progress
 from edge.config import QCConfig, StorageConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
 from edge.core.files import write_bytes_atomic
 from edge.core.frame import Frame, Unreadable
-from edge.core.labels import RBC, FieldStatus
+from edge.core.labels import NOT_WHITE_CELLS, RBC, FieldStatus
 from edge.core.records import FieldRecord
 from edge.inference.detector import Detector, Timed
 from edge.pipeline.evidence import annotate, encode_image
@@ -86,6 +87,7 @@ class FieldOutcome:
     counts: dict[str, int] | None
     timings_ms: dict[str, float]
     truth: dict[str, int] | None = None  # exact counts, when the source knows them (synthetic)
+    progress: Progress | None = None  # the session protocol after this field (the runner's)
 
 
 def _iso(ts: float) -> str:
@@ -129,6 +131,16 @@ def check_field(job: FieldJob, result: Timed | None, ctx: FieldContext,
         job.reasons, job.scores = _verdict(job.item, result, job.image_qc, ctx, duplicates)
     if not job.reasons and ctx.classifiers is not None and result is not None:
         job.labels = ctx.classifiers(job.item.image, result.detections, job.subtype)
+
+
+def stop_tally(job: FieldJob) -> FieldResult:
+    """What the session's stop rule counts of a checked field: whether it is counted (neither
+    unreadable nor rejected by quality control) and its classified white cells (the
+    differential's denominator: a white-cell box the classifier calls a platelet is not one)."""
+    accepted = isinstance(job.item, Frame) and not job.reasons
+    white = sum(c.label not in NOT_WHITE_CELLS for c in job.labels.cells) \
+        if accepted and job.labels is not None else 0
+    return FieldResult(accepted, white)
 
 
 def _verdict(item: Frame, result: Timed | None, image_qc: QCResult, ctx: FieldContext,

@@ -80,6 +80,20 @@ def test_every_counted_field_has_all_subtype_probabilities(classified_session):
     assert set(models) == {"wbc", "all_subtype"} and len(models["wbc"]["sha256"]) == 64
 
 
+def test_the_report_words_the_session_all_call_as_a_screening_aid(classified_session,
+                                                                   tmp_path):
+    data, report = classified_session
+    call = report["all_call"]
+    probs = [f["all_subtype"] for f in report["fields"] if f["status"] == "counted"]
+    assert call["fields"] == len(probs) and 0 < call["field_agreement"] <= 1
+    assert call["wording"].endswith("Confirm by smear review and immunophenotyping.")
+    printed = run_cli("report", report["session_id"], "--data-dir", str(data),
+                      "--json", str(tmp_path / "again.json"))
+    assert printed.returncode == 0, printed.stderr
+    assert call["wording"] in " ".join(printed.stdout.split())
+    assert f"ALL subtype ({call['aggregation']} of {call['fields']} fields)" in printed.stdout
+
+
 def test_explain_reproduces_the_stored_decision_and_writes_an_overlay(classified_session,
                                                                       tmp_path):
     data, report = classified_session
