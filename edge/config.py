@@ -346,8 +346,9 @@ class ProtocolConfig(_Section):
     reference_rbc_per_ul: float = Field(REFERENCE_RBC_PER_UL, gt=0, description=(
         "Without a calibrated factor, WBC/µL and platelets/µL are estimated by their ratio to "
         "the red cells counted in the same fields, times this red-cell count (cells/µL; "
-        "default: the middle of the adult reference intervals, Dacie and Lewis). Anaemia makes "
-        "such an estimate too high by the ratio of this value to the true red-cell count."))
+        "default: the middle of the adult reference intervals, men 4.5-6.5 and women 3.9-5.6 x "
+        "10^12/L, Hoffbrand and Moss, Essential Haematology). Anaemia makes such an estimate "
+        "too high by the ratio of this value to the true red-cell count."))
     flags: FlagsConfig = FlagsConfig()
 
     def stop_protocol(self) -> Protocol:

@@ -25,10 +25,11 @@ from typing import Any
 
 _EPS = 1e-15
 _TINY = 1e-300
-# The red-cell count a ratio estimate assumes (cells/µL): the middle of the adult reference
-# intervals of Dacie and Lewis Practical Haematology, 12th ed., chapter 2 (men 5.0 +- 0.5,
-# women 4.3 +- 0.5 x 10^12/L). Anaemia makes a ratio estimate too high by this / the true count.
-REFERENCE_RBC_PER_UL = 4.65e6
+# The red-cell count a ratio estimate assumes (cells/µL): the mean of the middles of the adult
+# reference intervals in Hoffbrand and Moss, Essential Haematology, appendix 1 "Normal values"
+# (men 4.5-6.5, women 3.9-5.6 x 10^12/L: 5.5 and 4.75). Anaemia makes a ratio estimate too
+# high by this / the true count.
+REFERENCE_RBC_PER_UL = 5.1e6
 
 
 def gammainc(a: float, x: float) -> float:

@@ -105,8 +105,8 @@ def estimates(config: ProtocolConfig, totals: dict[str, int], counted: int,
         return None, {}
     ratio = ratio_field_factor(totals[RBC], counted, config.reference_rbc_per_ul)
     ratio_source = (f"ratio to the {totals[RBC]} red cells counted in the same fields x "
-                    f"{config.reference_rbc_per_ul:,.0f} red cells/µL (adult reference, "
-                    "Dacie and Lewis; too high in anaemia)")
+                    f"{config.reference_rbc_per_ul:,.0f} red cells/µL assumed (adult "
+                    "reference; too high in anaemia)")
     out: dict[str, Any] = {"note": ESTIMATE_NOTE}
     made: dict[str, Estimate] = {}
     for key, label, factor in (("wbc", WBC, config.wbc_field_factor),
