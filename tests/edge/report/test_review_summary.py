@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from edge.core.errors import HemascopeError
-from edge.report.summary import differential, session_summary
+from edge.report.summary import differential, session_summary, white_differential
 from edge.storage.store import Store
 from tests.helpers.review import FIELDS, WBC_CLASSES, make_review_session
 
@@ -47,7 +47,9 @@ def test_review_figures_compare_the_reviewed_cells_with_the_model(reviewed):
     expected = [("neutrophil", 1.0), ("ig", 1.0), ("monocyte", 1.0), ("lymphocyte", 1.0),
                 ("monocyte", 0.81), ("lymphocyte", 0.97), ("eosinophil", 0.72),
                 ("neutrophil", 0.93)]
-    assert review["reviewed_differential"] == differential(expected, WBC_CLASSES)
+    width = 0.2  # the default protocol's widest interval
+    assert review["reviewed_differential"] == differential(
+        expected, white_differential(expected, WBC_CLASSES, width))
     assert review["reviewed_differential"]["review"] == 0  # the unsure cell was reviewed
     # ... beside the model's, which is never changed
     assert session_summary(store, sid)["differential"]["counts"]["neutrophil"] == 4
