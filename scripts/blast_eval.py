@@ -1,0 +1,75 @@
+"""The differential's blast call, measured (issue #21): sensitivity on blast crops and
+specificity on the other white cells of ALL fields held out by field (the val crops of
+`scripts/blast_crops.py`), and the false-blast rate on the normal white cells of every other
+lab (their val split, or all of a lab given with :split=val). Each crop is labelled as the
+runner labels a white-cell box (never a platelet). Writes JSON.
+
+    python scripts/blast_eval.py edge/models/wbc-differential.onnx \
+        --all-cells runs/all-cells/val --normal ../shared/datasets/classification/pbc-8class \
+        --normal ../shared/datasets/classification/wbc-jtsc:zoom_out=1.8 \
+        --json docs/bench/blast.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge.inference.classifier import Classifier
+from edge.pipeline.second_stage import white_cell_class
+from training.classify_data import Source, load_pixels, read_class_folders
+
+BLAST = "blast"
+
+
+def calls(model: Classifier, source: Source, split: str) -> tuple[list[str], list[str]]:
+    """(truth, call) class names of every crop of `split` of one lab."""
+    data = read_class_folders([source], 0.2, model.classes, skip_unknown=True)
+    items = data.split(split)
+    probs = model.probabilities(list(load_pixels(items, model.size, [source])))
+    return ([data.classes[it.label] for it in items],
+            [model.classes[white_cell_class(model.classes, p)] for p in probs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--all-cells", type=Path, required=True,
+                    help="class folders of white cells from held-out ALL fields")
+    ap.add_argument("--normal", action="append", default=[], metavar="DATA[:OPTIONS]",
+                    help="a lab of normal white cells (its val split; :split=val for all)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    model = Classifier(args.model)
+    if BLAST not in model.classes:
+        raise SystemExit(f"{args.model.name} has no {BLAST!r} class")
+    truth, said = calls(model, Source(args.all_cells, "val"), "all")
+    t, s = np.array(truth), np.array(said)
+    blasts, others = t == BLAST, t != BLAST
+    result: dict[str, object] = {
+        "model": args.model.name, "sha256": model.sha256,
+        "all_fields_held_out": {
+            "blast_crops": int(blasts.sum()), "other_crops": int(others.sum()),
+            "sensitivity": round(float((s[blasts] == BLAST).mean()), 4),
+            "specificity": round(float((s[others] != BLAST).mean()), 4),
+            "blasts_called": {c: int((s[blasts] == c).sum()) for c in np.unique(s[blasts])},
+            "others_called_blast": {c: int(((t == c) & (s == BLAST)).sum())
+                                    for c in np.unique(t[others])}}}
+    normal = {}
+    for spec in args.normal:
+        source = Source.parse(spec)
+        truth, said = calls(model, source, "val")
+        normal[source.name] = {"crops": len(said),
+                               "false_blast_rate": round(float(np.mean(
+                                   np.array(said) == BLAST)), 4)}
+    result["normal_labs"] = normal
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
