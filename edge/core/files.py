@@ -1,4 +1,5 @@
-"""Small file and time helpers: atomic writes, file digests, UTC timestamps (stdlib only)."""
+"""Small file and time helpers: atomic writes (one file, or several all or none), file
+digests, UTC timestamps (stdlib only)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,26 @@ def write_atomic(path: Path, fill: Callable[[BinaryIO], object], mode: int = 0o6
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
     """`write_atomic` of a bytes value."""
     write_atomic(path, lambda fh: fh.write(data), mode)
+
+
+def write_files_atomic(files: dict[Path, bytes]) -> None:
+    """Write several files all or none: every one goes to a synced temporary file beside its
+    path first, and only when all are written are they renamed into place. On any error the
+    temporaries are removed and no file under its name was touched."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            staged.append((tmp, path))
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)

@@ -9,7 +9,13 @@ from datetime import datetime
 
 import pytest
 
-from edge.core.files import file_sha256, utc_now, write_atomic, write_bytes_atomic
+from edge.core.files import (
+    file_sha256,
+    utc_now,
+    write_atomic,
+    write_bytes_atomic,
+    write_files_atomic,
+)
 
 
 def test_a_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
@@ -46,3 +52,16 @@ def test_utc_now_is_iso_with_milliseconds_in_utc():
     now = utc_now()
     assert now.endswith("+00:00") and len(now.split("T")[1]) == len("12:00:00.000+00:00")
     assert datetime.fromisoformat(now).utcoffset().total_seconds() == 0
+
+
+def test_several_files_are_written_all_or_none(tmp_path):
+    a, b = tmp_path / "a.html", tmp_path / "out" / "b.json"
+    write_files_atomic({a: b"<html>", b: b"{}"})
+    assert (a.read_bytes(), b.read_bytes()) == (b"<html>", b"{}")
+    a.write_bytes(b"old")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(OSError):  # the second file's folder cannot be made
+        write_files_atomic({a: b"new", blocker / "c.pdf": b"%PDF"})
+    assert a.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "blocker", "out"]
