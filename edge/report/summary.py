@@ -221,6 +221,12 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
     }
 
 
+def summary_json(summary: dict[str, Any]) -> bytes:
+    """The JSON report's bytes."""
+    return (json.dumps(summary, indent=2) + "\n").encode()
+
+
 def write_json(summary: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2) + "\n")
+
