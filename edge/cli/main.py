@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge.cli.documents import FhirOpt, HtmlOpt, PdfOpt, write_documents
 from edge.cli.options import (
     DataDirOpt,
     ProfileOpt,
@@ -185,6 +186,7 @@ def run(
         help="Take one field each time the stage has moved and settled (manual scanning of a "
         "live camera or a recorded video), or every frame (default: the profile's "
         "source.settle).")] = None,
+    html_out: HtmlOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Capture fields, detect and count cells, store every field with its evidence image,
@@ -197,6 +199,7 @@ def run(
 
     Examples:
       hemascope run                                  # synthetic fields, bundled model
+      hemascope run --html demo-report.html          # ... and its HTML report
       hemascope run -s folder:/media/usb/slide7 --sample S-0042 --operator amina
       hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
     """
@@ -204,7 +207,8 @@ def run(
     from edge.inference.detector import Detector
     from edge.pipeline.runner import FieldOutcome, Runner
     from edge.pipeline.second_stage import FieldClassifiers
-    from edge.report.summary import session_summary, write_json
+    from edge.report.documents import Targets
+    from edge.report.summary import session_summary
 
     prof = load_with_data_dir(profile, data_dir)
     detector = Detector.from_config(prof.model, prof.backend, prof.thresholds)
@@ -254,9 +258,8 @@ def run(
     _print_clinical(summary)
     out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
               f"data {prof.storage.data_dir}", highlight=False)
-    if json_out is not None:
-        write_json(summary, json_out)
-        out.print(f"report written to {json_out}", highlight=False)
+    if json_out is not None or html_out is not None:
+        write_documents(store, session_id, Targets(json=json_out, html=html_out))
 
 
 @app.command()
@@ -279,12 +282,24 @@ def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
 def report(
     session: Annotated[str, typer.Argument(help="Session id (a unique prefix is enough).")],
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Where to write the JSON report (default: SESSION.json here).")] = None,
+        "--json", help="Where to write the JSON report (default without --html, --pdf or "
+        "--fhir: SESSION.json here).")] = None,
+    html_out: HtmlOpt = None,
+    pdf_out: PdfOpt = None,
+    fhir_out: FhirOpt = None,
     profile: ProfileOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Print a session's counts and write its JSON report."""
-    from edge.report.summary import session_summary, write_json
+    """Print a session's counts and write its reports: JSON, and on request an HTML report,
+    a PDF and a FHIR R4 bundle (all written, or none).
+
+    Examples:
+      hemascope report 3f2a                                   # terminal, and 3f2a....json
+      hemascope report 3f2a --html S-0042.html --pdf S-0042.pdf --fhir S-0042.fhir.json
+      hemascope report 3f2a --pdf /media/usb/                 # a folder: S-0042-3f2a....pdf
+    """
+    from edge.report.documents import Targets
+    from edge.report.summary import session_summary
 
     store = open_store(load_with_data_dir(profile, data_dir).storage.data_dir)
     summary = session_summary(store, session)
@@ -296,9 +311,10 @@ def report(
     _print_clinical(summary)
     if summary["fields_skipped"] or summary["fields_rejected"]:
         out.print("reasons for rejected and unreadable fields are in the JSON report")
-    path = json_out or Path(f"{summary['session_id']}.json")
-    write_json(summary, path)
-    out.print(f"report written to {path}", highlight=False)
+    documents = html_out or pdf_out or fhir_out
+    default_json = None if documents else Path(f"{summary['session_id']}.json")
+    write_documents(store, summary["session_id"], Targets(
+        json=json_out or default_json, html=html_out, pdf=pdf_out, fhir=fhir_out))
 
 
 @app.command()

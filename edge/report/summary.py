@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from edge.clinical.all_call import SESSION_AGGREGATION, all_call, describe
@@ -224,9 +223,4 @@ def session_summary(store: Store, session_id: str) -> dict[str, Any]:
 def summary_json(summary: dict[str, Any]) -> bytes:
     """The JSON report's bytes."""
     return (json.dumps(summary, indent=2) + "\n").encode()
-
-
-def write_json(summary: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
 
