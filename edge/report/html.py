@@ -10,7 +10,7 @@ from pathlib import PurePath
 from typing import Any
 
 from edge import __version__
-from edge.core.labels import FieldStatus, SessionStatus
+from edge.core.labels import WBC, FieldStatus, SessionStatus
 from edge.report.figures import (
     Share,
     estimates_by_class,
@@ -129,7 +129,7 @@ def _alerts(s: dict[str, Any]) -> str:
         out.append(("", "Demonstration: these fields are synthetic drawings, not a blood smear; "
                     "the figures mean nothing clinically."))
     diff = s.get("differential")
-    if not s["totals"].get("WBC"):
+    if not s["totals"].get(WBC):
         out.append(("bad", f"No white cells were found in the {s['fields_counted']} counted "
                     "fields: there is no differential. Check the smear, stain and focus."))
     elif diff and not diff["reliable"]:
