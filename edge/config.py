@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -158,6 +159,38 @@ class ModelConfig(_Section):
     input_size: int | None = Field(None, ge=32, description=(
         "Expected square input size of the detector; the runner refuses a model of another "
         "size. Empty: accept the size in the model manifest."))
+
+
+class SignaturesConfig(_Section):
+    """Which models a device accepts (profile section `[signatures]`, docs/reliability.md)."""
+
+    required: bool = Field(False, description=(
+        "Refuse every model (detector and classifiers) without a valid ed25519 signature, by "
+        "one of `trusted_keys`, over the model file and its manifest (`NAME.sig` beside it, "
+        "written by `hemascope sign` or `hemascope export ... --sign KEY`). Needs the "
+        "cryptography package: pip install 'hemascope[sign]'."))
+    trusted_keys: list[str] = Field([], description=(
+        "Public keys whose signatures are trusted: the base64 line printed by `hemascope keys "
+        "generate` (44 characters)."))
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _public_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if re.fullmatch(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=", key) is None:
+                raise ValueError(f"{key[:60]!r} is not an ed25519 public key (base64 of 32 "
+                                 "bytes, as `hemascope keys generate` prints it)")
+        return keys
+
+    @model_validator(mode="after")
+    def _keys_when_required(self) -> SignaturesConfig:
+        if self.required and not self.trusted_keys:
+            raise ValueError("required = true needs at least one key in trusted_keys")
+        return self
+
+    def trusted(self) -> list[str] | None:
+        """The keys a model must be signed by, or None when signatures are not required."""
+        return list(self.trusted_keys) if self.required else None
 
 
 class ClassifiersConfig(_Section):
@@ -371,6 +404,7 @@ class Profile(_Section):
     qc: QCConfig = QCConfig()
     model: ModelConfig = ModelConfig()
     classifiers: ClassifiersConfig = ClassifiersConfig()
+    signatures: SignaturesConfig = SignaturesConfig()
     backend: BackendConfig = BackendConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()

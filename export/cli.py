@@ -7,6 +7,7 @@ than the allowed accuracy against the reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -38,8 +39,27 @@ Out = Annotated[Path, typer.Option(help="Output file; its manifest .json goes be
 AcceptDrop = Annotated[float | None, typer.Option(
     help="Accept a metric drop up to this (recorded in the manifest) instead of the default "
     "0.01 mAP50.")]
+Sign = Annotated[Path | None, typer.Option(
+    "--sign", metavar="KEY", help="Sign the model and its manifest with this private key (PEM, "
+    "from `hemascope keys generate`) once the export and its gate pass: writes NAME.sig beside "
+    "them, for devices whose profile sets signatures.required.", exists=True, dir_okay=False)]
 
 
+def _signer(key_path: Path | None) -> Callable[[Path], None]:
+    """What signs the finished artifact with --sign KEY (nothing without it); the key is read
+    before any work, so a wrong key fails at once."""
+    if key_path is None:
+        return lambda _: None
+    from edge.inference.manifest import verify_model
+    from edge.inference.signing import load_private_key, sign_digest, signature_path
+
+    key = load_private_key(key_path)
+
+    def sign(model: Path) -> None:
+        signature = sign_digest(model, verify_model(model).digest, key)
+        typer.echo(f"signed {model.name} and its manifest with key {signature.public_key}: "
+                   f"{signature_path(model)}")
+    return sign
 
 
 def _gate(artifact: Path, reference: Path, data: Path, split: str,
@@ -82,6 +102,7 @@ def export_onnx_command(
         help="Input size (default: the training size from the run manifest).")] = None,
     opset: Annotated[int, typer.Option(
         help="ONNX opset (13 for TensorRT 8.2 on JetPack 4.6).")] = 18,
+    sign: Sign = None,
 ) -> None:
     """Export to ONNX fp32 for onnxruntime (every device): the reference every other target
     is gated against. A checkpoint from `hemascope train classify` becomes a classifier
@@ -94,12 +115,14 @@ def export_onnx_command(
     from training.cli import require_train_extra
 
     require_train_extra()
+    signer = _signer(sign)
     from export.classify_onnx import export_classifier_onnx, read_classifier_checkpoint
     from export.onnx import export_onnx
 
     if read_classifier_checkpoint(checkpoint) is not None:  # from `hemascope train classify`
         manifest = export_classifier_onnx(checkpoint, out, opset)
         _exported(out, manifest.sha256)
+        signer(out)
         from training.classify_data import Source
 
         data = " ".join(f"--data {Source.from_record(r).spec()}"
@@ -108,28 +131,32 @@ def export_onnx_command(
         return
     manifest = export_onnx(checkpoint, out, imgsz, opset)
     _exported(out, manifest.sha256)
+    signer(out)
     typer.echo(f"next: hemascope eval {out} --data runs/detector/data --set-threshold")
 
 
 @export_app.command("onnx-fp16")
 def onnx_fp16_command(reference: Reference, data: Data,
                       out: Out = Path("detector-fp16.onnx"),
-                      split: Split = "val", accept_drop: AcceptDrop = None) -> None:
+                      split: Split = "val", accept_drop: AcceptDrop = None,
+                      sign: Sign = None) -> None:
     """ONNX fp16 (float32 I/O), for GPUs (Jetson onnxruntime CUDA / TensorRT providers).
 
     Example: hemascope export onnx-fp16 edge/models/detector.onnx --data runs/detector/data
     """
     from export.onnx_fp16 import export_onnx_fp16
 
+    signer = _signer(sign)
     _exported(out, export_onnx_fp16(reference, out).sha256)
     _gate(out, reference, data, split, accept_drop)
+    signer(out)
 
 
 @export_app.command("onnx-int8")
 def onnx_int8_command(reference: Reference, calib: Calib, data: Data,
                       out: Out = Path("detector-int8.onnx"),
                       calib_images: CalibImages = 300, split: Split = "val",
-                      accept_drop: AcceptDrop = None) -> None:
+                      accept_drop: AcceptDrop = None, sign: Sign = None) -> None:
     """ONNX int8 (onnxruntime static QDQ, per-channel) for CPUs (Pi, Jetson CPU, x86).
 
     Example: hemascope export onnx-int8 edge/models/detector.onnx \\
@@ -137,15 +164,18 @@ def onnx_int8_command(reference: Reference, calib: Calib, data: Data,
     """
     from export.onnx_int8 import export_onnx_int8
 
+    signer = _signer(sign)
     manifest = export_onnx_int8(reference, out, _calibration(calib, reference, calib_images))
     _exported(out, manifest.sha256)
     _gate(out, reference, data, split, accept_drop)
+    signer(out)
 
 
 @export_app.command("litert")
 def litert_command(checkpoint: Checkpoint, reference: ReferenceOpt, data: Data,
                    out: Out = Path("detector-litert.tflite"),
-                   split: Split = "val", accept_drop: AcceptDrop = None) -> None:
+                   split: Split = "val", accept_drop: AcceptDrop = None,
+                   sign: Sign = None) -> None:
     """LiteRT fp32 (.tflite) for ai-edge-litert on a Pi (backend.type = "litert").
 
     Example: hemascope export litert training/checkpoints/detector-416-v1.pt \\
@@ -153,21 +183,25 @@ def litert_command(checkpoint: Checkpoint, reference: ReferenceOpt, data: Data,
     """
     from export.litert import export_litert
 
+    signer = _signer(sign)
     _exported(out, export_litert(checkpoint, reference, out).sha256)
     _gate(out, reference, data, split, accept_drop)
+    signer(out)
 
 
 @export_app.command("litert-int8")
 def litert_int8_command(checkpoint: Checkpoint, reference: ReferenceOpt, calib: Calib,
                         data: Data, out: Out = Path("detector-litert-int8.tflite"),
                         calib_images: CalibImages = 300, split: Split = "val",
-                        accept_drop: AcceptDrop = None) -> None:
+                        accept_drop: AcceptDrop = None, sign: Sign = None) -> None:
     """LiteRT int8 (int8 weights and activations, float32 I/O), calibrated on real frames."""
     from export.litert import export_litert
 
+    signer = _signer(sign)
     cal = _calibration(calib, reference, calib_images)
     _exported(out, export_litert(checkpoint, reference, out, cal).sha256)
     _gate(out, reference, data, split, accept_drop)
+    signer(out)
 
 
 @export_app.command("edgetpu")
@@ -192,11 +226,13 @@ def edgetpu_command(checkpoint: Checkpoint, reference: ReferenceOpt, calib: Cali
 @export_app.command("edgetpu-compiled")
 def edgetpu_compiled_command(compiled: Annotated[Path, typer.Argument(
         help="The *_edgetpu.tflite written by edgetpu_compiler.", exists=True,
-        dir_okay=False)]) -> None:
+        dir_okay=False)], sign: Sign = None) -> None:
     """Write the manifest of a compiled Edge TPU model (from its source model's manifest)."""
     from export.edgetpu import adopt_compiled
 
+    signer = _signer(sign)
     manifest = adopt_compiled(compiled)
+    signer(compiled)
     typer.echo(f"{compiled.name}: manifest written, sha256 {manifest.sha256}; profile: "
                "backend.type = \"litert\", backend.delegate = \"edgetpu\"")
 
@@ -209,7 +245,7 @@ def tensorrt_command(reference: Reference, data: Data,
                          "--calib", help="Calibration images (int8).", exists=True,
                          file_okay=False)] = None,
                      calib_images: CalibImages = 300, split: Split = "val",
-                     accept_drop: AcceptDrop = None) -> None:
+                     accept_drop: AcceptDrop = None, sign: Sign = None) -> None:
     """TensorRT engine, built ON the Jetson (JetPack's TensorRT; docs/devices/jetson-nano.md).
 
     Example: hemascope export tensorrt detector.onnx --precision int8 --calib calib/ \\
@@ -219,9 +255,11 @@ def tensorrt_command(reference: Reference, data: Data,
 
     if precision not in ("fp16", "int8"):
         raise typer.BadParameter("fp16 or int8", param_hint="--precision")
+    signer = _signer(sign)
     cal = _calibration(calib, reference, calib_images) if calib else None
     _exported(out, build_engine(reference, out, precision, cal).sha256)
     _gate(out, reference, data, split, accept_drop)
+    signer(out)
 
 
 @export_app.command("gate")
@@ -230,10 +268,12 @@ def gate_command(artifact: Annotated[Path, typer.Argument(
                  reference: ReferenceOpt, data: Data, split: Split = "val",
                  delegate: Annotated[str, typer.Option(
                      help="LiteRT delegate: none or edgetpu.")] = "none",
-                 accept_drop: AcceptDrop = None) -> None:
+                 accept_drop: AcceptDrop = None, sign: Sign = None) -> None:
     """(Re-)measure an artifact against its reference and record the gate, e.g. a compiled
     Edge TPU model on a Pi with the Coral attached (--delegate edgetpu)."""
+    signer = _signer(sign)
     _gate(artifact, reference, data, split, accept_drop, delegate)
+    signer(artifact)
 
 
 def bench_command(

@@ -16,7 +16,7 @@ from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
 from edge.core.labels import DETECTOR_CLASSES
 from edge.storage import layout
-from edge.storage.store import inspect_database
+from edge.storage.store import inspect_database, recorded_digests
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EARLIEST_PLAUSIBLE = datetime(2025, 1, 1, tzinfo=UTC)  # a Pi without RTC boots in 1970
@@ -38,31 +38,103 @@ def check_profile(path: Path | None) -> tuple[Check, Profile | None]:
     return Check("profile", OK, f"{path or 'built-in workstation-dev'} is valid"), profile
 
 
+_SIGN_FIX = ("restore the signed model and manifest, or sign them again on the workstation "
+             "(hemascope sign MODEL --key KEY)")
+
+
+def _signature(model: Path, digest: str, signer: str | None) -> tuple[str, bool]:
+    """How a model is signed, as doctor says it, and whether that is a problem: a signature
+    made for another digest (model or manifest changed since) is one even when signatures
+    are not required (only `signatures.required` checks the signature itself)."""
+    from edge.inference.signing import read_signature
+
+    if signer is not None:
+        return f"signed by trusted key {signer[:12]}… (verified)", False
+    try:
+        signature = read_signature(model)
+    except HemascopeError as exc:
+        return exc.problem, True
+    if signature is None:
+        return "unsigned", False
+    if signature.digest != digest:
+        return (f"{model.name} or its manifest changed since it was signed (digest signed "
+                f"{signature.digest[:12]}, now {digest[:12]})", True)
+    return (f"signed by key {signature.public_key[:12]}… (signature not checked: "
+            "signatures.required is off)", False)
+
+
 def check_model(profile: Profile) -> Check:
     from edge.inference.detector import Detector
 
     try:
         detector = Detector.from_config(profile.model, profile.backend, profile.thresholds,
-                                        threads=1)
+                                        profile.signatures, threads=1)
     except HemascopeError as exc:
         return Check("model", FAIL, exc.problem, exc.fix)
     m = detector.manifest
-    return Check("model", OK, f"{profile.model.detector.name} sha256 {m.sha256[:12]} matches its "
-                 f"manifest; {m.input.width}x{m.input.height}, classes {', '.join(m.classes)}")
+    signed, problem = _signature(detector.model_path, detector.digest, detector.signer)
+    return Check("model", WARN if problem else OK,
+                 f"{profile.model.detector.name} sha256 {m.sha256[:12]} matches its manifest; "
+                 f"digest {detector.digest[:12]} (model + manifest); "
+                 f"{m.input.width}x{m.input.height}, classes {', '.join(m.classes)}; {signed}",
+                 _SIGN_FIX if problem else "")
 
 
 def check_classifiers(profile: Profile) -> Check:
     from edge.pipeline.second_stage import FieldClassifiers
 
     try:
-        enabled = FieldClassifiers(profile.classifiers, list(DETECTOR_CLASSES)).models()
+        enabled = FieldClassifiers(profile.classifiers, list(DETECTOR_CLASSES),
+                                   profile.signatures.trusted()).models()
     except HemascopeError as exc:
         return Check("classifiers", FAIL, exc.problem, exc.fix)
     if not enabled:
         return Check("classifiers", OK, "off (classifiers.wbc and classifiers.all_subtype)")
-    return Check("classifiers", OK, "; ".join(f"{m['role']}: {m['file']} sha256 "
-                                             f"{str(m['sha256'])[:12]} matches its manifest"
-                                             for m in enabled))
+    paths = {"wbc": profile.classifiers.wbc_model, "all_subtype": profile.classifiers.all_model}
+    found, problems = [], False
+    for m in enabled:
+        signer = m.get("signed_by")
+        signed, problem = _signature(paths[str(m["role"])], str(m["digest"]),
+                                     str(signer) if signer else None)
+        problems |= problem
+        found.append(f"{m['role']}: {m['file']} sha256 {str(m['sha256'])[:12]} matches its "
+                     f"manifest, digest {str(m['digest'])[:12]}, {signed}")
+    return Check("classifiers", WARN if problems else OK, "; ".join(found),
+                 _SIGN_FIX if problems else "")
+
+
+def check_manifests(profile: Profile) -> Check:
+    """Whether a model's manifest changed since a session recorded its digest: same model
+    file (sha256), another digest means the manifest was edited (classes, thresholds...)."""
+    from edge.inference.manifest import verify_model
+
+    recorded = recorded_digests(profile.storage.data_dir)
+    models = [("detector", profile.model.detector)]
+    models += [(role, path) for role, path, on in (
+        ("wbc", profile.classifiers.wbc_model, profile.classifiers.wbc),
+        ("all_subtype", profile.classifiers.all_model, profile.classifiers.all_subtype)) if on]
+    changed, compared = [], 0
+    for role, path in models:
+        try:
+            verified = verify_model(path)
+        except HemascopeError:
+            continue  # the model and classifiers checks say why
+        seen = recorded.get((role, verified.manifest.sha256))
+        if seen is None:
+            continue
+        compared += 1
+        if seen[1] != verified.digest:
+            changed.append(f"the manifest of {path.name} changed since session {seen[0][:12]} "
+                           f"(digest recorded {seen[1][:12]}, now {verified.digest[:12]})")
+    if changed:
+        return Check("manifests", WARN, "; ".join(changed),
+                     "if nobody changed it on purpose (hemascope eval --set-threshold, a new "
+                     "release), restore the manifest that came with the model; with "
+                     "signatures.required an edited manifest is refused")
+    if not compared:
+        return Check("manifests", OK, "no session recorded these models yet")
+    return Check("manifests", OK, f"{compared} model manifests as recorded by the last session "
+                 "that used them")
 
 
 def check_backend(profile: Profile) -> Check:
@@ -199,7 +271,7 @@ def run_checks(profile_path: Path | None) -> list[Check]:
     if profile is None:
         return [first]
     checks: list[Callable[[Profile], Check]] = [
-        check_model, check_classifiers, check_site_calibration, check_backend,
+        check_model, check_classifiers, check_manifests, check_site_calibration, check_backend,
         lambda _: check_edgetpu(), check_camera, check_disk, check_database, check_recovery,
         check_clock]
     return [first, *(check(profile) for check in checks)]

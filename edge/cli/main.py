@@ -22,6 +22,7 @@ from edge.cli.options import (
     out,
 )
 from edge.cli.review import print_review, review_app
+from edge.cli.signing import keys_app, sign
 from edge.cli.site import calibrate_app
 from edge.cli.sync import bundle_app, sync_app
 from edge.core.errors import HemascopeError
@@ -39,6 +40,8 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(review_app, name="review")
 app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(keys_app, name="keys")
+app.command()(sign)
 
 def _print_counts(header: str, summary: dict[str, Any],
                   truth: dict[str, int] | None = None) -> None:
@@ -211,8 +214,8 @@ def run(
     from edge.report.summary import session_summary
 
     prof = load_with_data_dir(profile, data_dir)
-    detector = Detector.from_config(prof.model, prof.backend, prof.thresholds)
-    classifiers = FieldClassifiers(prof.classifiers, detector.classes)
+    detector = Detector.from_config(prof.model, prof.backend, prof.thresholds, prof.signatures)
+    classifiers = FieldClassifiers(prof.classifiers, detector.classes, prof.signatures.trusted())
     spec = source or prof.source.default
     src = open_source(spec, prof.source, prof.camera, prof.picamera)
     if prof.source.settle if settle is None else settle:
@@ -256,8 +259,8 @@ def run(
     _print_protocol(summary)
     _print_second_stage(summary)
     _print_clinical(summary)
-    out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]}  "
-              f"data {prof.storage.data_dir}", highlight=False)
+    out.print(f"model {summary['model']['file']} sha256 {summary['model']['sha256'][:12]} "
+              f"digest {detector.digest[:12]}  data {prof.storage.data_dir}", highlight=False)
     if json_out is not None or html_out is not None:
         write_documents(store, session_id, Targets(json=json_out, html=html_out))
 

@@ -42,9 +42,10 @@ class SessionRecord:
     profile: dict[str, Any]  # the profile the session ran with
     source: str
     model_file: str
-    model_sha256: str
+    model_sha256: str  # the detector file's sha256
+    model_digest: str | None  # over the detector and its manifest; None: recorded before digests
     classes: list[str]
-    classifiers: list[dict[str, Any]]  # role, file, sha256 and classes of each classifier
+    classifiers: list[dict[str, Any]]  # role, file, sha256, digest, classes of each classifier
     hemascope_version: str
     started_at: str
     ended_at: str | None

@@ -4,6 +4,7 @@ exact preprocessing it was trained with. Pure numpy/OpenCV around the backend: n
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
 from edge.inference.head import softmax
-from edge.inference.manifest import ModelManifest, load_verified
+from edge.inference.manifest import ModelManifest, check_input_shape, verify_model
 from edge.inference.stain import MIN_CELLS, StainShift, estimate
 
 
@@ -48,10 +49,15 @@ class Prediction:
 
 
 class Classifier:
-    """Loads a `classify` model only after its sha256 matches its manifest."""
+    """Loads a `classify` model only after its manifest is checked whole: its sha256, its
+    input, classes and head against the model's own, and its signature when `trusted_keys`
+    is given."""
 
-    def __init__(self, model_path: Path, backend: str = "onnxruntime", threads: int = 0) -> None:
-        self.manifest: ModelManifest = load_verified(model_path)
+    def __init__(self, model_path: Path, backend: str = "onnxruntime", threads: int = 0,
+                 trusted_keys: Sequence[str] | None = None) -> None:
+        verified = verify_model(model_path, trusted_keys)
+        self.manifest: ModelManifest = verified.manifest
+        self.digest, self.signer = verified.digest, verified.signer
         if self.manifest.task != "classify" or self.manifest.input.resize != "area":
             raise HemascopeError(
                 f"model {model_path.name} is a {self.manifest.task} model, not a classifier",
@@ -62,6 +68,8 @@ class Classifier:
         self.size = self.manifest.input.height
         self.classes = list(self.manifest.classes)
         self.backend: Backend = load_backend(backend, model_path, threads)
+        check_input_shape(self.manifest, self.backend.input_shape, model_path.name)
+        self._check_outputs(model_path.name)
         self.head = self.manifest.head
         self._linear: tuple[np.ndarray, np.ndarray] | None = None  # the head, decoded once
         if self.head is not None:
@@ -76,6 +84,25 @@ class Classifier:
                     f"manifest of {model_path.name} has a head for {self.head.classes} classes "
                     f"and names {len(self.classes)}",
                     "restore the manifest that came with the model")
+
+    def _check_outputs(self, name: str) -> None:
+        """Refuse a manifest whose classes (or head) do not fit the graph's outputs:
+        probabilities (1, classes), then, for a graph with a head, its embedding (1, dim)."""
+        shapes = self.backend.output_shapes
+        fix = "restore the manifest that came with the model, or re-export both together"
+        outputs = shapes[0][-1] if shapes and shapes[0] else -1
+        if outputs not in (len(self.classes), -1):
+            raise HemascopeError(f"manifest of {name} names {len(self.classes)} classes but "
+                                 f"the model outputs {outputs}", fix)
+        head = self.manifest.head
+        if head is None:
+            return
+        if len(shapes) < 2:
+            raise HemascopeError(f"manifest of {name} carries a head but the model returns no "
+                                 "embedding", fix)
+        if shapes[1][-1] not in (head.dim, -1):
+            raise HemascopeError(f"manifest of {name} has a head for {head.dim}-dimensional "
+                                 f"embeddings but the model returns {shapes[1][-1]}", fix)
 
     @property
     def calibrated(self) -> bool:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge.config import BackendConfig, ModelConfig, ThresholdsConfig
+from edge.config import BackendConfig, ModelConfig, SignaturesConfig, ThresholdsConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
-from edge.inference.manifest import ModelManifest, load_verified
+from edge.inference.manifest import ModelManifest, check_input_shape, verify_model
 from edge.inference.yolo import Letterbox, decode_yolo, letterbox_tensor
 
 
@@ -51,15 +52,34 @@ def check_usable(manifest: ModelManifest, model_path: Path, backend: str,
             "use the fp32 model, or re-export it (--accept-drop records an accepted drop)")
 
 
+def check_outputs(manifest: ModelManifest, output_shapes: list[tuple[int, ...]],
+                  name: str) -> None:
+    """Refuse a manifest whose classes are not the model's: a YOLO head outputs
+    (1, 4 + classes, anchors)."""
+    shape = output_shapes[0] if output_shapes else ()
+    if len(shape) != 3:
+        raise HemascopeError(f"model {name} outputs shape {shape}, not a detector's "
+                             "(1, 4 + classes, anchors)", "use a detector exported by hemascope")
+    if shape[1] != -1 and shape[1] != 4 + len(manifest.classes):
+        raise HemascopeError(
+            f"manifest of {name} names {len(manifest.classes)} classes but the model outputs "
+            f"{shape[1] - 4}", "restore the manifest that came with the model, or re-export "
+            "both together")
+
+
 class Detector:
-    """Loads a model only after its sha256 matches its manifest."""
+    """Loads a model only after its manifest is checked whole: its sha256, its input and
+    classes against the model's own, and its signature when `trusted_keys` is given."""
 
     def __init__(self, model_path: Path, backend: str = "onnxruntime", threads: int = 0,
                  confidence: float | None = None, iou: float | None = None,
                  expected_size: int | None = None, delegate: str = "none",
-                 allow_failed_gate: bool = False) -> None:
+                 allow_failed_gate: bool = False,
+                 trusted_keys: Sequence[str] | None = None) -> None:
         self.model_path = model_path
-        self.manifest: ModelManifest = load_verified(model_path)
+        verified = verify_model(model_path, trusted_keys)
+        self.manifest: ModelManifest = verified.manifest
+        self.digest, self.signer = verified.digest, verified.signer
         check_usable(self.manifest, model_path, backend, allow_failed_gate)
         size = self.manifest.input.height
         if expected_size is not None and (size, self.manifest.input.width) != (expected_size,) * 2:
@@ -69,6 +89,8 @@ class Detector:
                 "install the model exported for this device, or fix model.input_size",
             )
         self.backend: Backend = load_backend(backend, model_path, threads, delegate)
+        check_input_shape(self.manifest, self.backend.input_shape, model_path.name)
+        check_outputs(self.manifest, self.backend.output_shapes, model_path.name)
         self.classes = list(self.manifest.classes)
         self.size = (self.manifest.input.height, self.manifest.input.width)
         self.confidence = confidence if confidence is not None else \
@@ -77,15 +99,18 @@ class Detector:
 
     @classmethod
     def from_config(cls, model: ModelConfig, backend: BackendConfig,
-                    thresholds: ThresholdsConfig, threads: int | None = None) -> Detector:
-        """The detector of a profile's [model], [backend] and [thresholds] sections; `threads`
-        overrides the backend's intra-op threads."""
+                    thresholds: ThresholdsConfig, signatures: SignaturesConfig,
+                    threads: int | None = None) -> Detector:
+        """The detector of a profile's [model], [backend], [thresholds] and [signatures]
+        sections; `threads` overrides the backend's intra-op threads."""
         return cls(model.detector, backend.type,
                    backend.inference_threads() if threads is None else threads,
-                   thresholds.confidence, thresholds.iou, model.input_size, backend.delegate)
+                   thresholds.confidence, thresholds.iou, model.input_size, backend.delegate,
+                   trusted_keys=signatures.trusted())
 
     @property
     def sha256(self) -> str:
+        """The model file's sha256 (`digest` also covers the manifest)."""
         return self.manifest.sha256
 
     def input_buffer(self) -> np.ndarray:

@@ -5,6 +5,7 @@ cells (`RBC`) are the ruler: about 7.5 um across in every smear."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -74,13 +75,16 @@ class FieldLabels:
 
 
 class FieldClassifiers:
-    """The classifiers a profile enables; each model is verified against its manifest."""
+    """The classifiers a profile enables; each model is verified against its manifest (and
+    its signature by one of `trusted_keys`, when given)."""
 
-    def __init__(self, config: ClassifiersConfig, detector_classes: list[str]) -> None:
+    def __init__(self, config: ClassifiersConfig, detector_classes: list[str],
+                 trusted_keys: Sequence[str] | None = None) -> None:
         self.config = config  # classifiers ship as ONNX and run on onnxruntime on every device
-        self.wbc = Classifier(config.wbc_model, threads=config.threads) if config.wbc else None
-        self.subtype = (Classifier(config.all_model, threads=config.threads)
-                        if config.all_subtype else None)
+        self.wbc = (Classifier(config.wbc_model, threads=config.threads,
+                               trusted_keys=trusted_keys) if config.wbc else None)
+        self.subtype = (Classifier(config.all_model, threads=config.threads,
+                                   trusted_keys=trusted_keys) if config.all_subtype else None)
         if self.wbc is not None and WBC not in detector_classes:
             raise HemascopeError(
                 f"the detector has no {WBC!r} class to classify (it has "
@@ -109,9 +113,11 @@ class FieldClassifiers:
         return self.wbc is not None or self.subtype is not None
 
     def models(self) -> list[dict[str, object]]:
-        """What each enabled classifier is, for the session record (with its site
-        calibration's provenance when it has one)."""
+        """What each enabled classifier is, for the session record: its file, sha256, digest
+        (model and manifest), signer when checked, classes, and its site calibration's
+        provenance when it has one."""
         return [{"role": role, "file": c.manifest.file, "sha256": c.sha256,
+                 "digest": c.digest, **({"signed_by": c.signer} if c.signer else {}),
                  "classes": c.classes,
                  **({"calibration": {k: c.manifest.calibration.get(k) for k in CALIBRATION_KEYS}}
                     if c.calibrated else {})}

@@ -14,12 +14,13 @@ from edge.sync.payload import outbox
 def start_session(store: Store, profile: Profile, source_name: str, detector: Detector,
                   classifiers: FieldClassifiers | None, sample_id: str,
                   operator: str | None) -> str:
-    """Record a running session: the profile, source and every model it counts with."""
+    """Record a running session: the profile, source and every model it counts with (the
+    detector's digest over model and manifest too)."""
     return store.start_session(
         sample_id=sample_id, operator=operator, profile_name=profile.device.name,
         profile_json=profile.model_dump_json(), source=source_name,
         model_file=detector.model_path.name, model_sha256=detector.sha256,
-        classes=detector.classes, version=__version__,
+        model_digest=detector.digest, classes=detector.classes, version=__version__,
         classifiers=classifiers.models() if classifiers is not None else None)
 
 

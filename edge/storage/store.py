@@ -52,6 +52,11 @@ _V3_COLUMNS = (
     ("cells", "crop_path TEXT"),
 )
 
+# Columns added since schema 3 that older releases ignore: added on open where missing
+# (`_add_columns`), without a new schema version, so an older release still opens the database.
+# sessions.model_digest: sha256 over the detector file and its manifest (manifest.model_digest).
+_ADDED_COLUMNS = (("sessions", "model_digest TEXT"),)
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -62,6 +67,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     source TEXT NOT NULL,
     model_file TEXT NOT NULL,
     model_sha256 TEXT NOT NULL,
+    model_digest TEXT,
     classes_json TEXT NOT NULL,
     classifiers_json TEXT,
     hemascope_version TEXT NOT NULL,
@@ -186,6 +192,31 @@ def inspect_database(data_dir: Path, integrity: bool = True) -> DatabaseHealth |
     return DatabaseHealth(db, verdict, sessions, newest)
 
 
+def recorded_digests(data_dir: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(role, file sha256): (session id, digest)} from the newest session that recorded a
+    digest for that model file (role: detector, wbc, all_subtype), read without changing
+    the database; {} when there is none."""
+    db = data_dir / layout.DATABASE
+    if not db.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT id, model_sha256, model_digest, classifiers_json FROM"
+                            " sessions ORDER BY started_at DESC").fetchall()
+    except sqlite3.OperationalError:  # no model_digest column yet: nothing recorded
+        return {}
+    finally:
+        conn.close()
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for session_id, sha256, digest, classifiers in rows:
+        models = [("detector", sha256, digest), *((m.get("role"), m.get("sha256"),
+                  m.get("digest")) for m in json.loads(classifiers or "[]"))]
+        for role, sha, dig in models:
+            if dig and (role, sha) not in found:
+                found[(role, sha)] = (session_id, dig)
+    return found
+
+
 class Store:
     """The device database. Open it with `Store.open(data_dir)`."""
 
@@ -230,6 +261,7 @@ class Store:
         if version == 2:
             _upgrade_from_v2(conn)
         conn.executescript(_SCHEMA)
+        _add_columns(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(conn, data_dir)
 
@@ -261,16 +293,20 @@ class Store:
     def start_session(self, *, sample_id: str, operator: str | None, profile_name: str,
                       profile_json: str, source: str, model_file: str, model_sha256: str,
                       classes: list[str], version: str,
-                      classifiers: list[dict[str, object]] | None = None) -> str:
+                      classifiers: list[dict[str, object]] | None = None,
+                      model_digest: str | None = None) -> str:
+        """Record a running session; `model_digest` covers the detector and its manifest
+        (`edge.inference.manifest.model_digest`), `model_sha256` is its file's alone."""
         session_id = uuid.uuid4().hex
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO sessions (id, sample_id, operator, profile_name, profile_json, source,"
-                " model_file, model_sha256, classes_json, classifiers_json, hemascope_version,"
-                " started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model_file, model_sha256, model_digest, classes_json, classifiers_json,"
+                " hemascope_version, started_at, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, sample_id, operator, profile_name, profile_json, source, model_file,
-                 model_sha256, json.dumps(classes), json.dumps(classifiers or []), version,
-                 utc_now(), SessionStatus.RUNNING),
+                 model_sha256, model_digest, json.dumps(classes), json.dumps(classifiers or []),
+                 version, utc_now(), SessionStatus.RUNNING),
             )
             owner = this_process()
             conn.execute("INSERT INTO session_owners (session_id, pid, started) VALUES (?, ?, ?)",
@@ -487,7 +523,7 @@ def _session(row: sqlite3.Row, by_status: dict[FieldStatus, int] | None = None
         id=row["id"], sample_id=row["sample_id"], operator=row["operator"],
         profile_name=row["profile_name"], profile=json.loads(row["profile_json"]),
         source=row["source"], model_file=row["model_file"], model_sha256=row["model_sha256"],
-        classes=json.loads(row["classes_json"]),
+        model_digest=row["model_digest"], classes=json.loads(row["classes_json"]),
         classifiers=json.loads(row["classifiers_json"] or "[]"),
         hemascope_version=row["hemascope_version"], started_at=row["started_at"],
         ended_at=row["ended_at"], status=SessionStatus(row["status"]),
@@ -516,6 +552,26 @@ def _use_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
             if "locked" not in str(exc) or attempt == tries - 1:
                 raise
             time.sleep(0.1)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the `_ADDED_COLUMNS` a database lacks, in one transaction (two commands opening it
+    at once add them once)."""
+    def missing() -> list[tuple[str, str]]:
+        return [(table, column) for table, column in _ADDED_COLUMNS
+                if column.split()[0] not in {row[1] for row in conn.execute(
+                    f"PRAGMA table_info({table})")}]
+
+    if not missing():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _upgrade_from_v2(conn: sqlite3.Connection) -> None:

@@ -131,4 +131,5 @@ def test_importing_all_of_edge_loads_no_workstation_or_hub_code():
     edge = [m for m in _modules() if m.split(".")[0] == "edge" and m != "edge.__main__"]
     loaded = _loaded("\n".join(f"import {m}" for m in edge))
     assert "edge" in loaded
-    assert not loaded & {"training", "export", "hub", "torch", "ultralytics", "fastapi"}
+    assert not loaded & {"training", "export", "hub", "torch", "ultralytics", "fastapi",
+                         "cryptography"}  # signatures: the `sign` extra, imported when used

@@ -19,7 +19,8 @@ BACKENDS = ("onnxruntime", "litert", "tensorrt")
 class Backend(Protocol):
     """Runs a model on a prepared input tensor."""
 
-    input_shape: tuple[int, ...]  # e.g. (1, 3, 416, 416)
+    input_shape: tuple[int, ...]  # e.g. (1, 3, 416, 416); -1 where a size is dynamic
+    output_shapes: list[tuple[int, ...]]  # each output's, e.g. [(1, 7, 3549)]; -1: dynamic
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Model outputs for one input tensor (NCHW float32 in [0, 1]); the detector output

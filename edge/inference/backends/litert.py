@@ -68,6 +68,7 @@ class LiteRTBackend:
         shape = tuple(int(d) for d in self.input["shape"])
         self.nhwc = shape[-1] == 3
         self.input_shape = (shape[0], shape[3], shape[1], shape[2]) if self.nhwc else shape
+        self.output_shapes = [tuple(int(d) for d in self.output["shape"])]  # the one it returns
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         x = tensor.transpose(0, 2, 3, 1) if self.nhwc else tensor

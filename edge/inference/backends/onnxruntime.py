@@ -34,7 +34,13 @@ class OnnxRuntimeBackend:
             ) from exc
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
+        self.input_shape = (1, *_dims(inp.shape[1:]))  # one field at a time
+        self.output_shapes = [_dims(out.shape) for out in self.session.get_outputs()]
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: tensor})
+
+
+def _dims(shape: list) -> tuple[int, ...]:
+    """A tensor shape with -1 for each dynamic (named or unknown) dimension."""
+    return tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape)

@@ -55,6 +55,7 @@ class TensorRTBackend:
         io = _io(self.engine)
         self.input_shape = next(shape for _, shape, is_input in io if is_input)
         self.output_shape = next(shape for _, shape, is_input in io if not is_input)
+        self.output_shapes = [self.output_shape]  # the one it returns
         self.host_out = np.empty(self.output_shape, dtype=np.float32)
         self.device = [self.cuda.mem_alloc(int(np.prod(s)) * 4) for _, s, _ in io]
 
