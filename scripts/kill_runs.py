@@ -10,7 +10,8 @@ each stop, before any other command starts:
   the other run's session must stay 'running', and no field stored before the stop is lost.
 
 At the end, after one more start: SQLite integrity, every committed field present with its
-files, 0 sessions 'running', 0 orphan files, every interrupted session in the outbox.
+files, 0 sessions 'running', 0 orphan files, every interrupted session in the outbox, and the
+audit log intact with the start and the end (stop or recovery) of every session.
 
     python scripts/kill_runs.py --folder ../shared/datasets/detection/bccd/JPEGImages \
         --kills 10 --terms 4 --seed 0 --json docs/bench/kill_runs.json
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.pipeline.recovery import orphan_files  # noqa: E402
+from edge.storage import audit as audit_log  # noqa: E402
 from edge.storage import layout  # noqa: E402
 
 
@@ -123,6 +125,11 @@ def audit(data_dir: Path) -> dict[str, Any]:
         conn.close()
     orphans = [str(p) for sid, idx in stored.items() for p in orphan_files(data_dir, sid, idx)]
     orphans += [str(p) for p in data_dir.rglob("*.tmp")]
+    log = audit_log.verify(data_dir)
+    events = audit_log.recent(data_dir, log.events)
+    started = {e.details["session"] for e in events if e.kind == "session.start"}
+    ended = {e.details["session"] for e in events
+             if e.kind in ("session.stop", "session.recovered")}
     return {
         "integrity": integrity,
         "sessions": len(sessions),
@@ -133,6 +140,13 @@ def audit(data_dir: Path) -> dict[str, Any]:
         "sessions_with_field_gaps": len(gaps),
         "orphan_files": sorted(set(orphans)),
         "interrupted_not_in_outbox": not_queued,
+        # the audit log: chain and head intact, every session's start in it, and the stop or
+        # recovery of every session that is not running
+        "audit_events": log.events,
+        "audit_problems": log.problems,
+        "sessions_without_start_event": sorted({s["id"] for s in sessions} - started),
+        "ended_sessions_without_end_event": sorted(
+            {s["id"] for s in sessions if s["status"] != "running"} - ended),
     }
 
 
@@ -243,6 +257,7 @@ def main() -> None:
         "orphan_files": len(checks["orphan_files"]),
         "interrupted_not_in_outbox": len(checks["interrupted_not_in_outbox"]),
         "integrity": checks["integrity"],
+        "audit_problems": len(checks["audit_problems"]),
         "checks": checks, "failures": trial.failures + (
             [f"final sessions failed: {start.stderr.strip()}"] if start.returncode else []),
         "events": records, "seconds": round(time.monotonic() - t0, 1),
@@ -250,7 +265,9 @@ def main() -> None:
     report["ok"] = (not report["failures"] and checks["integrity"] == "ok"
                     and not checks["field_files_missing"] and not checks["by_status"]["running"]
                     and not checks["orphan_files"] and not checks["interrupted_not_in_outbox"]
-                    and not checks["sessions_with_field_gaps"])
+                    and not checks["sessions_with_field_gaps"] and not checks["audit_problems"]
+                    and not checks["sessions_without_start_event"]
+                    and not checks["ended_sessions_without_end_event"])
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

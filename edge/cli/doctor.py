@@ -228,6 +228,25 @@ def check_recovery(profile: Profile) -> Check:
                  "none: their stored fields are kept; see why the runs stopped (power, kill)")
 
 
+def check_audit(profile: Profile) -> Check:
+    """The audit log's chain and head (`edge.storage.audit.verify`)."""
+    from edge.storage.audit import verify
+
+    try:
+        result = verify(profile.storage.data_dir)
+    except (OSError, sqlite3.Error) as exc:
+        return Check("audit", FAIL, f"audit log not checked: {exc}", "see the database check")
+    if result.problems:
+        more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+        return Check("audit", FAIL, f"audit log: {result.problems[0]}{more}",
+                     "see `hemascope audit verify`; keep the data dir as it is for whoever "
+                     "investigates")
+    if result.last is None:
+        return Check("audit", OK, "no audit events yet")
+    return Check("audit", OK, f"{result.events} events, chain intact up to event "
+                 f"{result.last.seq} ({result.last.kind} at {result.last.at[:19]})")
+
+
 def check_clock(profile: Profile, now: datetime | None = None) -> Check:
     now = now or datetime.now(UTC)
     if now < EARLIEST_PLAUSIBLE:
@@ -273,5 +292,5 @@ def run_checks(profile_path: Path | None) -> list[Check]:
     checks: list[Callable[[Profile], Check]] = [
         check_model, check_classifiers, check_manifests, check_site_calibration, check_backend,
         lambda _: check_edgetpu(), check_camera, check_disk, check_database, check_recovery,
-        check_clock]
+        check_audit, check_clock]
     return [first, *(check(profile) for check in checks)]

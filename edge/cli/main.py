@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge.cli.audit import audit_app
 from edge.cli.documents import FhirOpt, HtmlOpt, PdfOpt, write_documents
 from edge.cli.options import (
     DataDirOpt,
@@ -40,6 +41,7 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(review_app, name="review")
 app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.command()(sign)
 

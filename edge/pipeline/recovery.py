@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.core.labels import SessionStatus
 from edge.core.processes import is_alive
-from edge.storage import layout
+from edge.storage import audit, layout
 from edge.storage.store import Store
 from edge.sync.payload import outbox
 
@@ -50,7 +50,7 @@ def orphan_files(data_dir: Path, session_id: str, stored: set[int]) -> list[Path
 def recover_sessions(store: Store) -> Recovery:
     """Close every running session whose process is gone: status 'interrupted', ended at its
     last stored activity, payload queued, orphan files removed (all before the commit, so a
-    recovery killed half way is done again next time)."""
+    recovery killed half way is done again next time), and a `session.recovered` audit event."""
     closed: list[str] = []
     removed = 0
     for session_id, owner in store.running_sessions():
@@ -59,12 +59,16 @@ def recover_sessions(store: Store) -> Recovery:
         with store.transaction():
             if store.session(session_id).status is not SessionStatus.RUNNING:
                 continue  # closed meanwhile by another command
-            for path in orphan_files(store.data_dir, session_id,
-                                     store.field_indexes(session_id)):
+            orphans = orphan_files(store.data_dir, session_id, store.field_indexes(session_id))
+            for path in orphans:
                 path.unlink(missing_ok=True)
-                removed += 1
-            store.end_session(session_id, SessionStatus.INTERRUPTED,
-                              store.last_activity(session_id))
+            removed += len(orphans)
+            ended_at = store.last_activity(session_id)
+            store.end_session(session_id, SessionStatus.INTERRUPTED, ended_at)
             outbox(store).enqueue(session_id)
+            audit.record(store, "session.recovered", {
+                "session": session_id, "ended_at": ended_at,
+                "fields": len(store.field_indexes(session_id)), "orphan_files": len(orphans),
+                "owner_pid": owner.pid if owner is not None else None})
         closed.append(session_id)
     return Recovery(closed, removed)

@@ -5,7 +5,9 @@ head on the embeddings of the reviewed crops (the exact inputs the model saw, re
 the evidence), minimising their cross-entropy plus an L2 pull towards the base head. Classes
 without a reviewed cell keep the base head's rows apart from that shared fit, so a site's
 first 50 cells (which may hold no basophil) do not erase what the base model knew. The
-model file is copied unchanged; the new head goes into its manifest with the provenance."""
+model file is copied unchanged; the new head goes into its manifest with the provenance, and
+the calibration into the audit log. The new manifest is unsigned: a device that requires
+signatures needs it signed on the workstation (`hemascope sign`)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from edge.core.errors import HemascopeError
 from edge.core.files import utc_now, write_atomic, write_bytes_atomic
 from edge.inference.classifier import Classifier
 from edge.inference.head import LinearHead, softmax
-from edge.inference.manifest import manifest_path
+from edge.inference.manifest import manifest_path, verify_model
 from edge.pipeline.explain import session_classifier
+from edge.storage import audit
 from edge.storage.store import Store
 
 DEFAULT_PULL = 1.0  # weight of the L2 pull towards the base head (relative to one cell)
@@ -149,5 +152,9 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     with model.open("rb") as src:
         write_atomic(out, lambda fh: shutil.copyfileobj(src, fh))
     write_bytes_atomic(manifest_path(out), (manifest.model_dump_json(indent=2) + "\n").encode())
+    audit.record(store, "calibration", {
+        "role": "wbc", "file": out.name, "digest": verify_model(out).digest,
+        "base_file": base.file, "base_digest": classifier.digest, "sessions": ids,
+        "reviewed_cells": len(y), "leave_one_out_accuracy": round(loo, 4)})
     return Calibration(out, len(y), per_class, base_accuracy, loo,
                        time.perf_counter() - started)

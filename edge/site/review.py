@@ -14,6 +14,7 @@ from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
 from edge.core.labels import SessionStatus
 from edge.core.records import ClassifiedCell, SessionRecord
+from edge.storage import audit
 from edge.storage.store import Store
 from edge.sync.payload import requeue
 
@@ -90,7 +91,8 @@ def read_review_csv(path: Path) -> list[tuple[int, int, str, int]]:
 
 def import_review(store: Store, session: str, path: Path, reviewer: str | None) -> ReviewImport:
     """Check every row (known field and classified cell, a class of the model, no cell
-    twice), then store them all in one transaction; nothing is stored if any row is wrong."""
+    twice), then store them all in one transaction with their `review.import` audit event;
+    nothing is stored if any row is wrong."""
     row, classes, classified = reviewable(store, session)
     cells = {(c.field_idx, c.cell): c.label for c in classified}
     fields = {f.idx for f in store.fields(row.id)}
@@ -120,4 +122,6 @@ def import_review(store: Store, session: str, path: Path, reviewer: str | None) 
     with store.transaction():
         n = store.add_reviews(row.id, [(f, c, lab) for f, c, lab, _ in rows], reviewer, origin)
         version = requeue(store, row.id)
+        audit.record(store, "review.import", {"session": row.id, "cells": n,
+                                              "relabelled": changed, "origin": origin})
     return ReviewImport(row.id, n, changed, version)

@@ -1,4 +1,5 @@
-"""Where files live under the data dir: the database and each session's evidence files.
+"""Where files live under the data dir: the database, the audit log and each session's
+evidence files.
 
 Paths are relative to the data dir (as stored in the database) and read
 `evidence/SESSION/NNNNN.jpg` (annotated field), `NNNNN-cellKKK.png` (a white cell as the
@@ -8,6 +9,7 @@ differential saw it), `NNNNN-field.png` (the field as the ALL classifier saw it)
 from __future__ import annotations
 
 DATABASE = "hemascope.db"
+AUDIT_LOG = "audit.jsonl"  # the hash-chained event log (`edge.storage.audit`)
 
 
 def evidence_dir(session_id: str) -> str:

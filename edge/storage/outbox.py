@@ -135,8 +135,9 @@ class Outbox:
                              [(reason, i.id) for i in items])
 
     def mark_sent(self, confirmed: list[tuple[str, int, str]], at: str, by: str) -> int:
-        """Mark (key, version, sha256) as held by the hub; only matching bytes count."""
-        with self.store.transaction() as conn:
+        """Mark (key, version, sha256) as held by the hub; only matching bytes count (in the
+        caller's transaction, if any: with its audit event)."""
+        with self.store.writing() as conn:
             return sum(conn.execute(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, confirmed_by = ?, last_error = NULL"
                 " WHERE payload_key = ? AND version = ? AND sha256 = ? AND state != 'sent'",
@@ -149,7 +150,8 @@ class Outbox:
                              [(reason, item.id) for item, reason in failures])
 
     def mark_exported(self, ids: list[int], at: str) -> None:
-        with self.store.transaction() as conn:
+        """Note the payloads written to a USB bundle (in the caller's transaction, if any)."""
+        with self.store.writing() as conn:
             conn.executemany("UPDATE outbox SET exported_at = ? WHERE id = ?",
                              [(at, i) for i in ids])
 

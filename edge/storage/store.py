@@ -162,6 +162,12 @@ CREATE TABLE IF NOT EXISTS stain_checks (
     unfamiliar INTEGER NOT NULL,
     checked_at TEXT NOT NULL
 );
+-- The audit log's second place (`edge.storage.audit`): the head of audit.jsonl (seq, hash)
+-- and the last profile seen. Created on open: a release without it ignores it.
+CREATE TABLE IF NOT EXISTS audit_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -298,7 +304,7 @@ class Store:
         """Record a running session; `model_digest` covers the detector and its manifest
         (`edge.inference.manifest.model_digest`), `model_sha256` is its file's alone."""
         session_id = uuid.uuid4().hex
-        with self.transaction() as conn:
+        with self.writing() as conn:  # the caller's transaction: with its audit events
             conn.execute(
                 "INSERT INTO sessions (id, sample_id, operator, profile_name, profile_json, source,"
                 " model_file, model_sha256, model_digest, classes_json, classifiers_json,"

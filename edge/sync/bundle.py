@@ -6,7 +6,8 @@ manifest with the device's bundle key) and `payloads/KEY.vVERSION.json`, the exa
 bytes. `NAME.zip.sha256` beside it checks the whole file (`sha256sum -c`). The hub verifies
 all of it and stores payloads with the same idempotency as uploads, so a stick carried twice
 changes nothing; it then writes a receipt, signed with the same key, that the device turns
-into 'sent' with `hemascope bundle receipt`.
+into 'sent' with `hemascope bundle receipt`. Both are audit events (`bundle.export`,
+`bundle.receipt`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 
 from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256, utc_now, write_atomic, write_bytes_atomic
+from edge.storage import audit
 from edge.storage.store import Store
 from edge.sync.client import bundle_key, device_id
 from edge.sync.models import canonical_json
@@ -81,12 +83,16 @@ def export_bundle(store: Store, token: str, dest: Path) -> tuple[Path, int] | No
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = dest / f"hemascope-{device}-{stamp}.zip"
         write_atomic(path, write)
+        digest = file_sha256(path)
         write_bytes_atomic(path.with_name(path.name + ".sha256"),
-                           f"{file_sha256(path)}  {path.name}\n".encode())
+                           f"{digest}  {path.name}\n".encode())
     except OSError as exc:
         raise HemascopeError(f"cannot write the bundle to {dest} ({exc.strerror})",
                              "check that the stick is mounted, writable and not full") from None
-    outbox.mark_exported(ids, utc_now())
+    with store.transaction():
+        outbox.mark_exported(ids, utc_now())
+        audit.record(store, "bundle.export", {"file": path.name, "sha256": digest,
+                                              "payloads": len(ids)})
     return path, len(ids)
 
 
@@ -174,4 +180,8 @@ def apply_receipt(store: Store, token: str, path: Path) -> int:
     if receipt["device_id"] != device_id(token) or not hmac.compare_digest(
             signature, _sign(bundle_key(token), canonical_json(receipt))):
         raise HemascopeError(f"{path.name} is not signed for this device", fix)
-    return payload_outbox(store).mark_sent(confirmed, utc_now(), "receipt")
+    with store.transaction():
+        changed = payload_outbox(store).mark_sent(confirmed, utc_now(), "receipt")
+        audit.record(store, "bundle.receipt", {"file": path.name, "listed": len(confirmed),
+                                               "confirmed": changed})
+    return changed

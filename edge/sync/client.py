@@ -31,6 +31,7 @@ from edge import __version__
 from edge.config import SyncConfig
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now, write_bytes_atomic
+from edge.storage import audit
 from edge.storage.outbox import Item, Outbox
 from edge.storage.store import Store
 from edge.sync.payload import outbox as payload_outbox
@@ -187,6 +188,22 @@ def _lock(data_dir: Path) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _audited(store: Store, url: str, outbox: Outbox, report: SyncReport) -> Iterator[None]:
+    """Record what a sync did as a `sync` audit event, also when it stops on an error."""
+    error: str | None = None
+    try:
+        yield
+    except HemascopeError as exc:
+        error = exc.problem
+        raise
+    finally:
+        audit.record(store, "sync", {
+            "hub": urllib.parse.urlsplit(url).netloc, "stored": report.stored,
+            "duplicates": report.duplicates, "rejected": len(report.rejected),
+            "pending": outbox.counts()["pending"], "error": error})
+
+
 @dataclass
 class SyncReport:
     """What one `hemascope sync` did."""
@@ -249,7 +266,8 @@ def _apply(answer: Answer, batch: list[Item], outbox: Outbox, report: SyncReport
 
 def sync(store: Store, cfg: SyncConfig, on_event: Callable[[str], None] | None = None
          ) -> SyncReport:
-    """Upload every pending payload, batch by batch, until none is left or retries run out."""
+    """Upload every pending payload, batch by batch, until none is left or retries run out;
+    what it did (or where it stopped) is a `sync` audit event."""
     url = endpoint(cfg.hub_url)
     token = read_token(cfg.token_path)
     try:
@@ -261,7 +279,7 @@ def sync(store: Store, cfg: SyncConfig, on_event: Callable[[str], None] | None =
     outbox = payload_outbox(store)
     report = SyncReport()
     batch_size, failures = cfg.batch_size, 0
-    with _lock(store.data_dir):
+    with _lock(store.data_dir), _audited(store, url, outbox, report):
         for _ in range(outbox.counts()["pending"] * (cfg.retries + 2) + 16):  # a hard bound
             batch = outbox.batch(batch_size, cfg.batch_max_kb * 1024)
             if not batch:

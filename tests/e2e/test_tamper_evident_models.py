@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli.doctor import run_checks
+from edge.storage import audit
 from edge.storage.store import Store
 from tests.conftest import BUNDLED_MODEL, run_cli
 
@@ -103,6 +104,9 @@ def test_a_device_requiring_signatures_refuses_unsigned_edited_or_foreign_models
     assert run_cli("doctor", "-p", required).returncode == 0
     status, found = _doctor(required)["model"]
     assert status == "ok" and found.endswith(f"signed by trusted key {public[:12]}… (verified)")
+    [loaded] = audit.recent(data, kind="model.loaded")
+    assert loaded.details["signed_by"] == public and loaded.details["digest"] == \
+        _sessions(data)[0].model_digest
 
     _edit_manifest(model, lambda m: m["thresholds"].update(confidence=0.05))
     _one_line_error(run_cli("run", "-p", required), "changed since it was signed")

@@ -10,6 +10,7 @@ import cv2
 import pytest
 
 from edge.inference.classifier import Classifier
+from edge.storage import audit
 from edge.storage.store import Store
 from tests.conftest import needs_datasets, run_cli
 
@@ -109,6 +110,10 @@ def test_review_then_calibrate_then_run_with_the_calibrated_model(site):
     assert cal["base_file"] == BASE_MODEL_NAME and "basophil" in cal["uncorrected_classes"]
     assert cal["command"].startswith("hemascope calibrate wbc")
     assert model.calibrated and model.sha256 != manifest["sha256"]  # a digest of its own
+    review, calibration = audit.recent(data, 2)
+    assert (review.kind, review.details["session"], review.details["cells"]) == \
+        ("review.import", sid, len(cells))
+    assert calibration.kind == "calibration" and calibration.details["digest"] == model.digest
     store = Store.open(data)
     crops = [store.data_dir / c.crop_path for c in store.classified_cells(sid)]
     store.close()
