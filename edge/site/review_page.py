@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from edge.core.errors import HemascopeError
 from edge.core.labels import FieldStatus
 from edge.site.review import reviewable
+from edge.storage import audit
 from edge.storage.store import Store
 from edge.sync.payload import requeue
 
@@ -98,7 +99,10 @@ class ReviewSession:
             if label not in self.classes:
                 raise HemascopeError(f"{label!r} is not a class of the model",
                                      f"use one of {', '.join(self.classes)}")
-        n = self.store.add_reviews(self.session.id, rows, self.reviewer, ORIGIN)
+        with self.store.transaction():
+            n = self.store.add_reviews(self.session.id, rows, self.reviewer, ORIGIN)
+            audit.record(self.store, "review.cells", {"session": self.session.id, "cells": n,
+                                                      "origin": ORIGIN})
         self.stored_cells += n
         return n
 
@@ -113,8 +117,11 @@ class ReviewSession:
                                  "say why, e.g. 'smudged', 'thick area', 'stain precipitate'")
         if reason is not None and len(reason) > MAX_REASON:
             raise HemascopeError(f"reason longer than {MAX_REASON} characters", "shorten it")
-        self.store.add_field_review(self.session.id, idx, rejected, reason if rejected else None,
-                                    self.reviewer, ORIGIN)
+        with self.store.transaction():
+            self.store.add_field_review(self.session.id, idx, rejected,
+                                        reason if rejected else None, self.reviewer, ORIGIN)
+            audit.record(self.store, "review.field", {"session": self.session.id, "field": idx,
+                                                      "rejected": rejected, "origin": ORIGIN})
         self.stored_fields += 1
 
     def finish(self) -> ReviewEnd:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from edge.site.review_page import ReviewServer, ReviewSession
+from edge.storage import audit
 from edge.storage.store import Store
 from tests.helpers.review import make_review_session, payload_versions
 
@@ -129,6 +130,9 @@ def test_a_relabel_through_the_api_is_stored_beside_the_model_output(served):
     store = Store.open(data)
     assert [c.label for c in store.classified_cells(sid)][:2] == ["neutrophil", "neutrophil"]
     store.close()
+    [event] = audit.recent(data, kind="review")
+    assert (event.kind, event.details["session"], event.details["cells"]) == \
+        ("review.cells", sid, 2)
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -162,6 +166,9 @@ def test_a_field_is_rejected_only_with_a_reason_and_can_be_restored(served):
     store.close()
     _request(server, "POST", "/api/field", {"field": 1, "rejected": False})
     assert json.loads(_request(server, "GET", "/api/state")[1])["fields"][1]["rejected"] is False
+    assert [(e.kind, e.details["field"], e.details["rejected"])
+            for e in audit.recent(data, kind="review")] == [("review.field", 1, True),
+                                                             ("review.field", 1, False)]
 
 
 def test_done_ends_the_server_and_the_review_queues_the_next_payload_version(tmp_path):
