@@ -1,8 +1,8 @@
 """The differential's blast call, measured (issue #21): sensitivity on blast crops and
 specificity on the other white cells of ALL fields held out by field (the val crops of
 `scripts/blast_crops.py`), and the false-blast rate on the normal white cells of every other
-lab (their val split, or all of a lab given with :split=val). Each crop is labelled as the
-runner labels a white-cell box (never a platelet). Writes JSON.
+lab (their val split, or all of a lab given with :split=val; platelet images left out). Each
+crop is labelled as the runner labels a white-cell box (never a platelet). Writes JSON.
 
     python scripts/blast_eval.py edge/models/wbc-differential.onnx \
         --all-cells runs/all-cells/val --normal ../shared/datasets/classification/pbc-8class \
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.labels import NOT_WHITE_CELLS
 from edge.inference.classifier import Classifier
 from edge.pipeline.second_stage import white_cell_class
 from training.classify_data import Source, load_pixels, read_class_folders
@@ -26,9 +27,10 @@ BLAST = "blast"
 
 
 def calls(model: Classifier, source: Source, split: str) -> tuple[list[str], list[str]]:
-    """(truth, call) class names of every crop of `split` of one lab."""
+    """(truth, call) class names of every white-cell crop of `split` of one lab (a platelet
+    image is left out: the runner never gets a white-cell box there)."""
     data = read_class_folders([source], 0.2, model.classes, skip_unknown=True)
-    items = data.split(split)
+    items = [it for it in data.split(split) if data.classes[it.label] not in NOT_WHITE_CELLS]
     probs = model.probabilities(list(load_pixels(items, model.size, [source])))
     return ([data.classes[it.label] for it in items],
             [model.classes[white_cell_class(model.classes, p)] for p in probs])
