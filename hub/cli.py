@@ -1,4 +1,5 @@
-"""The `hemascope-hub` command: serve the hub, enrol and revoke devices, import USB bundles."""
+"""The `hemascope-hub` command: serve the hub, enrol and revoke devices, give and revoke read
+tokens, import USB bundles."""
 
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    max_request_mb: Annotated[float, typer.Option(
+        min=0.01, help="Largest upload request (MB); a larger one is refused with 413.")] = 64,
+    max_uploads: Annotated[int, typer.Option(
+        min=1, help="Uploads read and checked at once; more are answered 503 with "
+        "Retry-After. The hub's memory grows with max-uploads x max-request-mb.")] = 2,
 ) -> None:
-    """Run the HTTP API and the read-only session listing.
+    """Run the HTTP API and the session listing (readers only: see add-reader).
 
     \b
     Example:
@@ -44,11 +50,11 @@ def serve(
     """
     import uvicorn
 
-    from hub.app import create_app
+    from hub.app import Limits, create_app
 
     if (tls_cert is None) != (tls_key is None):
         raise HemascopeError("--tls-cert and --tls-key go together", "pass both, or neither")
-    application = create_app(_db(db))
+    application = create_app(_db(db), Limits(int(max_request_mb * 2**20), max_uploads))
     scheme = "https" if tls_cert else "http"
     err.print(f"hub listening on {scheme}://{host}:{port} (db {db})", markup=False,
               highlight=False)
@@ -81,6 +87,43 @@ def revoke_device(device_id: str, db: DbOpt = "hub.db") -> None:
     """Refuse a device's uploads and bundles from now on (its stored sessions stay)."""
     _db(db).revoke_device(device_id)
     out.print(f"device {device_id} revoked", highlight=False)
+
+
+@app.command("add-reader")
+def add_reader(
+    reader_id: Annotated[str, typer.Argument(
+        help="Who reads: letters, digits, '-' and '_' (max 64), e.g. district-lab.")],
+    db: DbOpt = "hub.db",
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Issue a new token (the old one stops working).")] = False,
+) -> None:
+    """Give a person or program a read token: print it once (only a hash is stored).
+
+    It reads the listings, payloads and pages, and nothing can be read without one; it
+    cannot upload. A browser signs in with any user name and the token as the password.
+
+    \b
+    Example:
+      hemascope-hub add-reader district-lab --db hub.db > district-lab.token
+      curl -H "Authorization: Bearer $(cat district-lab.token)" https://hub:8443/api/v1/devices
+    """
+    from hub.auth import READ_TOKEN_RE
+
+    token = f"read.{reader_id}.{secrets.token_urlsafe(32)}"
+    if not READ_TOKEN_RE.match(token):
+        raise HemascopeError(f"reader name {reader_id!r} is not allowed",
+                             "use 1-64 letters, digits, '-' or '_'")
+    _db(db).add_reader(reader_id, token, replace=replace)
+    print(token)
+    err.print("keep it like a password: it reads every sample's results (it is not shown "
+              "again)", markup=False, highlight=False)
+
+
+@app.command("revoke-reader")
+def revoke_reader(reader_id: str, db: DbOpt = "hub.db") -> None:
+    """Refuse a read token from now on."""
+    _db(db).revoke_reader(reader_id)
+    out.print(f"reader {reader_id} revoked", highlight=False)
 
 
 @app.command("import-bundle")
@@ -136,7 +179,7 @@ def import_bundle(
                       "payloads pending until it syncs online", markup=False, highlight=False)
     if n["conflict"]:
         raise HemascopeError(f"{n['conflict']} payloads conflict with different bytes held",
-                             "compare them at /api/v1/devices/DEVICE/sessions")
+                             "compare them at /api/v1/devices/DEVICE/sessions (read token)")
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Payloads have a primary key on (device_id, payload_key, version), the idempotency key. A
 batch is stored in one transaction with INSERT ... ON CONFLICT DO NOTHING, so a retried or
 duplicated request, even one racing the original, stores each payload version once.
-Device tokens are kept as sha256 hashes only.
+Device and read tokens are kept as sha256 hashes only. A SQLite hub file (it holds the
+bundle keys) is readable by its owner only, whatever the umask.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.errors import HemascopeError
-from edge.core.files import utc_now
+from edge.core.files import private_file, utc_now
 from edge.sync.client import bundle_key
 
 _SCHEMA = """
@@ -26,6 +27,12 @@ CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     token_sha256 TEXT NOT NULL,
     bundle_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS readers (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL,
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
@@ -63,6 +70,18 @@ class Device:
 
 
 @dataclass(frozen=True)
+class Reader:
+    """Someone (a person, a program) allowed to read what the hub holds, and nothing else."""
+
+    id: str
+    token_sha256: str
+    revoked_at: str | None
+
+    def token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.token_sha256, token_sha256(token))
+
+
+@dataclass(frozen=True)
 class Incoming:
     """A validated payload version, with the columns the listing shows."""
 
@@ -82,9 +101,24 @@ class HubDB:
     def __init__(self, url: str) -> None:
         self.url = url
         self.pg = url.startswith(("postgresql://", "postgres://"))
+        if not self.pg:
+            self._make_private(Path(url.removeprefix("sqlite:")))
         with self._tx(write=True) as conn:
             for statement in _SCHEMA.format(blob="BYTEA" if self.pg else "BLOB").split(";"):
                 conn.execute(statement)
+
+    @staticmethod
+    def _make_private(path: Path) -> None:
+        """The SQLite file 0600 (SQLite gives its -wal and -shm files the same mode)."""
+        try:
+            private_file(path)
+            for suffix in ("-wal", "-shm", "-journal"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.chmod(0o600)
+        except OSError as exc:
+            raise HemascopeError(f"cannot open the hub database {path} ({exc.strerror})",
+                                 "pass --db a writable file path") from None
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Any]:
@@ -158,6 +192,33 @@ class HubDB:
             return None
         r = rows[0]
         return Device(r["id"], r["token_sha256"], bytes.fromhex(r["bundle_key"]), r["revoked_at"])
+
+    def add_reader(self, reader_id: str, token: str, replace: bool = False) -> None:
+        """Allow a reader (or give it a new token with replace=True); only the hash is kept."""
+        with self._tx(write=True) as conn:
+            exists = conn.execute(self._q("SELECT 1 FROM readers WHERE id = ?"),
+                                  (reader_id,)).fetchone()
+            if exists and not replace:
+                raise HemascopeError(f"reader {reader_id} already has a token",
+                                     "pass --replace to issue it a new one")
+            conn.execute(self._q(
+                "INSERT INTO readers (id, token_sha256, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET token_sha256 = excluded.token_sha256,"
+                " created_at = excluded.created_at, revoked_at = NULL"),
+                (reader_id, token_sha256(token), utc_now()))
+
+    def revoke_reader(self, reader_id: str) -> None:
+        with self._tx(write=True) as conn:
+            cur = conn.execute(self._q("UPDATE readers SET revoked_at = ? WHERE id = ?"),
+                               (utc_now(), reader_id))
+            if cur.rowcount != 1:
+                raise HemascopeError(f"no reader {reader_id}",
+                                     "check the name given to `hemascope-hub add-reader`")
+
+    def reader(self, reader_id: str) -> Reader | None:
+        rows = self._rows("SELECT id, token_sha256, revoked_at FROM readers WHERE id = ?",
+                          (reader_id,))
+        return Reader(**rows[0]) if rows else None
 
     def store(self, device_id: str, items: list[Incoming], via: str) -> list[dict[str, Any]]:
         """Store a batch in one transaction; per item 'stored', 'duplicate' or 'conflict'."""

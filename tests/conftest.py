@@ -142,8 +142,12 @@ def postgres() -> Iterator[TempPostgres]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[Hub]:
-    """One hub per backend for a test module; tests use their own device ids."""
+    """One hub per backend for a test module, with a read token (`hub.reader`); tests use
+    their own device ids. It takes 8 uploads at once, so that 8 concurrent copies of a
+    request race each other."""
     folder = tmp_path_factory.mktemp("hub")
-    running = Hub(hub_db(request, request.param, folder), folder).start()
+    running = Hub(hub_db(request, request.param, folder), folder,
+                  serve_args=["--max-uploads", "8"]).start()
+    running.reader = running.add_reader("tests")
     yield running
     running.stop()

@@ -1,5 +1,5 @@
-"""Small file and time helpers: atomic writes (one file, or several all or none), file
-digests, UTC timestamps (stdlib only)."""
+"""Small file and time helpers: atomic writes, private files and folders, file digests, UTC
+timestamps (stdlib only)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,35 @@ def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def private_file(path: Path) -> None:
+    """Create `path` if it is missing, and leave it readable and writable by its owner only
+    (0600), whatever the umask. An existing file is never opened here: closing a descriptor
+    of a database would drop the locks SQLite holds on it in this process."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and any missing parents as folders only their owner can open (0700),
+    whatever the umask; folders that exist already are left as they are."""
+    for folder in reversed([path, *path.parents]):
+        if folder.exists():
+            continue
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        os.chmod(folder, 0o700)
+    return path
 
 
 def write_atomic(path: Path, fill: Callable[[BinaryIO], object], mode: int = 0o666) -> None:

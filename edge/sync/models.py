@@ -2,22 +2,25 @@
 
 `SessionPayload` is one session as canonical JSON (`canonical_json`): its summary, every field
 with its cells, the digests of every model involved, evidence within a size cap. The device
-builds it (`edge.sync.payload`), the hub checks it whole (`hub.payloads`). The summary part
+builds it (`edge.sync.payload`), the hub checks it (`hub.payloads`): the same models and the
+same session rules (`PayloadHead.check`), which the hub applies to `FieldFacts` gathered one
+field at a time, so it never holds a large payload's fields at once. The summary part
 tolerates extra keys, so a device whose report grew a field still syncs to an older hub.
+Every integer has bounds (the hub's database columns are 32-bit).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
-    PositiveInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -37,6 +40,10 @@ def canonical_json(obj: Any) -> bytes:
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Score = Annotated[float, Field(ge=0, le=1)]
+MAX_INT = 2**31 - 1  # PostgreSQL INTEGER: the hub stores versions and field counts as such
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Version = Annotated[int, Field(ge=1, le=MAX_INT)]
+Pixels = Annotated[int, Field(ge=1, le=1_000_000)]  # one side of a field image
 
 
 class _Strict(BaseModel):
@@ -49,7 +56,7 @@ class _Open(BaseModel):
 
 class Upload(_Strict):
     key: Key
-    version: PositiveInt
+    version: Version
     sha256: Sha256
     body: str
 
@@ -64,14 +71,14 @@ class ModelRef(_Open):
 
 
 class FieldSummary(_Open):
-    idx: NonNegativeInt
+    idx: Count
     status: FieldStatus
     reason: str | None
-    counts: dict[str, NonNegativeInt] | None
+    counts: dict[str, Count] | None
 
 
 class RejectedField(_Open):
-    idx: NonNegativeInt
+    idx: Count
     reason: str
     reviewer: str | None
     at: str
@@ -80,8 +87,8 @@ class RejectedField(_Open):
 class ReviewSummary(_Open):
     """The figures of `summary["review"]` the hub checks against the review rows."""
 
-    reviewed_cells: NonNegativeInt
-    changed: NonNegativeInt
+    reviewed_cells: Count
+    changed: Count
     rejected_fields: list[RejectedField]
 
 
@@ -94,11 +101,11 @@ class Summary(_Open):
     model: ModelRef
     classifiers: list[ModelRef] = []
     classes: list[str]
-    fields_counted: NonNegativeInt
-    fields_rejected: NonNegativeInt
-    fields_skipped: NonNegativeInt
-    totals: dict[str, NonNegativeInt]
-    fields: list[FieldSummary]
+    fields_counted: Count
+    fields_rejected: Count
+    fields_skipped: Count
+    totals: dict[str, Count]
+    fields: list[FieldSummary]  # empty while the hub checks the fields one at a time
     review: ReviewSummary | None = None
 
     @field_validator("status")
@@ -110,21 +117,27 @@ class Summary(_Open):
 
 
 class FieldDetail(_Strict):
-    idx: NonNegativeInt
+    idx: Count
     captured_at: str
-    width: PositiveInt | None
-    height: PositiveInt | None
+    width: Pixels | None
+    height: Pixels | None
     model_sha256: Sha256
     cells: list[tuple[str, Score, float, float, float, float]]
-    labels: list[tuple[NonNegativeInt, str, Score]] = []  # WBC differential: cell index, class
+    labels: list[tuple[Count, str, Score]] = []  # WBC differential: cell index, class, score
     timings_ms: dict[str, float | None]
+
+    @model_validator(mode="after")
+    def _labels_point_at_cells(self) -> FieldDetail:
+        if any(i >= len(self.cells) for i, _, _ in self.labels):
+            raise ValueError("a cell label points past its field's cells")
+        return self
 
 
 class CellVerdict(_Strict):
     """A person's newest label for one classified cell (`cell`: its index in the field)."""
 
-    field: NonNegativeInt
-    cell: NonNegativeInt
+    field: Count
+    cell: Count
     label: str
     reviewer: str | None
     at: str
@@ -134,7 +147,7 @@ class CellVerdict(_Strict):
 class FieldVerdict(_Strict):
     """A person's newest verdict on a field: rejected with a reason, or restored."""
 
-    field: NonNegativeInt
+    field: Count
     rejected: bool
     reason: str | None
     reviewer: str | None
@@ -150,55 +163,78 @@ class Reviews(_Strict):
 
 
 class Evidence(_Strict):
-    max_kb: PositiveInt
-    images: dict[str, str]
+    max_kb: Annotated[int, Field(ge=1, le=MAX_INT)]
+    images: dict[str, str]  # empty while the hub checks the images one at a time
     omitted: list[str]
 
 
-class SessionPayload(_Strict):
+ClassCounts = tuple[tuple[str, int], ...]  # (class, n > 0), sorted
+
+
+def _class_counts(counts: Iterable[tuple[str, int]]) -> ClassCounts:
+    return tuple(sorted((c, n) for c, n in counts if n > 0))
+
+
+@dataclass
+class FieldFacts:
+    """What the session rules need from a payload's two per-field lists, gathered one field
+    at a time: fields per status, totals and counts of the counted fields (summary), cells
+    per class of each field and the models that counted them (details)."""
+
+    by_status: Counter[FieldStatus] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+    counted: list[tuple[int, ClassCounts]] = field(default_factory=list)
+    cells: dict[int, ClassCounts] = field(default_factory=dict)
+    models: set[str] = field(default_factory=set)
+    labels: dict[tuple[int, int], str] = field(default_factory=dict)  # (field, cell): class
+
+    def add_summary(self, f: FieldSummary) -> None:
+        self.by_status[f.status] += 1
+        if f.status is FieldStatus.COUNTED:
+            self.totals.update(f.counts or {})
+            self.counted.append((f.idx, _class_counts((f.counts or {}).items())))
+
+    def add_detail(self, d: FieldDetail) -> None:
+        self.cells[d.idx] = _class_counts(Counter(c[0] for c in d.cells).items())
+        self.models.add(d.model_sha256)
+        self.labels.update(((d.idx, i), label) for i, label, _ in d.labels)
+
+
+class PayloadHead(_Strict):
+    """A session payload without its field details (`SessionPayload` adds them)."""
+
     schema_: Literal["hemascope.session.v1"] = Field(alias="schema")
     key: Key
-    version: PositiveInt
+    version: Version
     summary: Summary
     profile: dict[str, Any]
     model_digests: list[Sha256] = Field(min_length=1)
-    fields: list[FieldDetail]
     evidence: Evidence | None
     reviews: Reviews | None = None  # absent until someone reviews the session
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SessionPayload:
+    def check(self, facts: FieldFacts) -> None:
+        """The session rules: raise ValueError naming the first one broken."""
         s = self.summary
         if s.session_id != self.key:
             raise ValueError("summary.session_id differs from the payload key")
-        counted = [f for f in s.fields if f.status is FieldStatus.COUNTED]
-        by_status = Counter(f.status for f in s.fields)
         if (s.fields_counted, s.fields_rejected, s.fields_skipped) != (
-                by_status[FieldStatus.COUNTED], by_status[FieldStatus.REJECTED],
-                by_status[FieldStatus.SKIPPED]):
+                facts.by_status[FieldStatus.COUNTED], facts.by_status[FieldStatus.REJECTED],
+                facts.by_status[FieldStatus.SKIPPED]):
             raise ValueError("fields_counted / _rejected / _skipped disagree with the field list")
-        totals: Counter[str] = Counter()
-        for f in counted:
-            totals.update(f.counts or {})
-        if any(totals[c] != n for c, n in s.totals.items()) or set(totals) - set(s.totals):
+        if (any(facts.totals[c] != n for c, n in s.totals.items())
+                or set(facts.totals) - set(s.totals)):
             raise ValueError("totals are not the sums of the counted fields")
-        details = {d.idx: d for d in self.fields}
-        for f in counted:
-            cells = Counter(c[0] for c in details[f.idx].cells) if f.idx in details else None
-            if cells is None or +cells != +Counter(f.counts or {}):
-                raise ValueError(f"field {f.idx}: cells disagree with its counts")
-        if any(i >= len(d.cells) for d in self.fields for i, _, _ in d.labels):
-            raise ValueError("a cell label points past its field's cells")
+        for idx, counts in facts.counted:
+            if facts.cells.get(idx) != counts:
+                raise ValueError(f"field {idx}: cells disagree with its counts")
         digests = set(self.model_digests)
-        if s.model.sha256 not in digests or any(d.model_sha256 not in digests
-                                                for d in self.fields):
+        if s.model.sha256 not in digests or not facts.models <= digests:
             raise ValueError("model_digests does not list every model that counted")
         if any(c.sha256 not in digests for c in s.classifiers):
             raise ValueError("model_digests does not list every classifier")
-        self._check_reviews(details)
-        return self
+        self._check_reviews(facts)
 
-    def _check_reviews(self, details: dict[int, FieldDetail]) -> None:
+    def _check_reviews(self, facts: FieldFacts) -> None:
         """Every verdict names a classified cell or a stored field, and the summary's review
         figures are those of the verdicts: a payload cannot claim a review it does not carry."""
         claimed = self.summary.review
@@ -208,15 +244,29 @@ class SessionPayload(_Strict):
             return
         if claimed is None:
             raise ValueError("reviews without summary.review")
-        labels = {(d.idx, i): label for d in self.fields for i, label, _ in d.labels}
+        labels = facts.labels
         for v in self.reviews.cells:
             if (v.field, v.cell) not in labels:
                 raise ValueError(f"a review names field {v.field} cell {v.cell}, which is no "
                                  "classified cell")
-        if any(v.field not in details for v in self.reviews.fields):
+        if any(v.field not in facts.cells for v in self.reviews.fields):
             raise ValueError("a field review names a field the payload does not carry")
         changed = sum(labels[v.field, v.cell] != v.label for v in self.reviews.cells)
         rejected = sorted(v.field for v in self.reviews.fields if v.rejected)
         if (claimed.reviewed_cells, claimed.changed) != (len(self.reviews.cells), changed) or \
                 sorted(f.idx for f in claimed.rejected_fields) != rejected:
             raise ValueError("summary.review disagrees with the reviews it summarises")
+
+
+class SessionPayload(PayloadHead):
+    fields: list[FieldDetail]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SessionPayload:
+        facts = FieldFacts()
+        for f in self.summary.fields:
+            facts.add_summary(f)
+        for d in self.fields:
+            facts.add_detail(d)
+        self.check(facts)
+        return self

@@ -21,8 +21,9 @@ class BrowserPage:
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 900) -> Iterator[BrowserPage]:
-    """Open one page in headless Chromium; skip the test when Chromium or Playwright is absent."""
+def chromium_page(width: int = 1280, height: int = 900, **options: Any) -> Iterator[BrowserPage]:
+    """Open one page in headless Chromium (`options` as for Playwright's new_page, e.g.
+    http_credentials); skip the test when Chromium or Playwright is absent."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -30,7 +31,7 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[BrowserPage]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_page(viewport={"width": width, "height": height}, **options)
             seen = BrowserPage(page)
             page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: seen.errors.append(str(e)))

@@ -27,6 +27,7 @@ from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
 from edge.storage.store import Store
 from edge.sync.client import write_token
+from edge.sync.models import canonical_json
 from edge.sync.payload import outbox
 from tests.helpers.pgserver import free_port
 
@@ -66,6 +67,40 @@ def make_sessions(data_dir: Path, n: int, seed: int = 0, max_fields: int = 4,
         ids.append(sid)
     store.close()
     return ids
+
+
+def large_payload(template: dict[str, Any], key: str, target_bytes: int,
+                  cells_per_field: int) -> bytes:
+    """A valid payload of about `target_bytes`: the golden session's head with as many
+    counted fields of `cells_per_field` cells as fit (no evidence)."""
+    payload = json.loads(json.dumps(template))
+    payload["key"] = payload["summary"]["session_id"] = key
+    payload["evidence"] = None
+    model = payload["summary"]["model"]["sha256"]
+    per_field = 40 * cells_per_field + 400  # bytes of one field, detail and summary
+    n = max(1, target_bytes // per_field)
+    fields, summary_fields = [], []
+    totals = dict.fromkeys(CLASSES, 0)
+    for i in range(n):
+        cells = [[CLASSES[k % 3], round(0.3 + (k % 70) / 100, 5), 10.25 + k % 600,
+                  20.5 + i % 400, 31.75 + k % 600, 42.0 + i % 400]
+                 for k in range(cells_per_field)]
+        counts = {c: sum(1 for cell in cells if cell[0] == c) for c in CLASSES}
+        for c, v in counts.items():
+            totals[c] += v
+        fields.append({"captured_at": "2026-11-24T08:00:00", "cells": cells, "height": 480,
+                       "idx": i, "model_sha256": model, "width": 640,
+                       "timings_ms": {"decode": 1.5, "infer": 10.25, "postprocess": 0.5,
+                                      "preprocess": 2.25}})
+        summary_fields.append({"all_subtype": None, "counts": counts, "evidence": None,
+                               "idx": i, "origin": f"f{i:05d}.jpg", "qc": {"focus": 12.5},
+                               "reason": None, "status": "counted"})
+    summary = payload["summary"]
+    summary.update(fields=summary_fields, fields_counted=n, fields_rejected=0,
+                   fields_skipped=0, totals=totals, differential=None, all_subtype=None,
+                   mean_per_field={c: round(totals[c] / n, 3) for c in CLASSES})
+    payload["fields"] = fields
+    return canonical_json(payload)
 
 
 def amend(data_dir: Path, session_id: str, operator: str) -> int | None:
@@ -129,19 +164,23 @@ def wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 class Hub:
     """A `hemascope-hub serve` process that can be killed and restarted on the same port."""
 
-    def __init__(self, db: str, folder: Path, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, db: str, folder: Path, tls: tuple[Path, Path] | None = None,
+                 serve_args: list[str] | None = None) -> None:
         self.db, self.folder, self.tls = db, folder, tls
+        self.serve_args = serve_args or []
         self.port = free_port()
         self.log = folder / f"hub-{self.port}.log"
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self.reader: str | None = None  # a read token, when a test made one
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/api"
 
     def start(self) -> Hub:
-        cmd = [sys.executable, "-m", "hub", "serve", "--db", self.db, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "hub", "serve", "--db", self.db, "--port", str(self.port),
+               *self.serve_args]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log, "a") as log:
@@ -170,6 +209,11 @@ class Hub:
 
     def add_device(self, device_id: str) -> str:
         done = hub_cli("add-device", device_id, "--db", self.db)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def add_reader(self, reader_id: str) -> str:
+        done = hub_cli("add-reader", reader_id, "--db", self.db)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
@@ -225,6 +269,21 @@ def post(url: str, token: str | None, payloads: list[dict[str, Any]]) -> tuple[i
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def get(url: str, token: str | None = None, method: str = "GET",
+        authorization: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers with lower-case names) of a request to the hub, with a bearer
+    token or an Authorization header if given."""
+    if token is not None:
+        authorization = f"Bearer {token}"
+    req = urllib.request.Request(url, method=method, headers={"Authorization": authorization}
+                                 if authorization is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
 
 
 def as_upload(key: str, version: int, sha: str, body: bytes) -> dict[str, Any]:

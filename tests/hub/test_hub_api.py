@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ from tests.helpers.sync import (
     as_upload,
     device_profile,
     device_rows,
+    get,
     hub_cli,
     make_sessions,
     post,
@@ -50,15 +50,14 @@ def test_sync_stores_every_payload_version_once_byte_identical(hub, tmp_path):
     assert "0 stored" in again.stdout and len(_held(hub, device)) == 24
     status, answer = post(hub.url, token, _uploads(data)[:5])  # answers lost: sent again
     assert status == 200 and {r["status"] for r in answer["results"]} == {"duplicate"}
-    with urllib.request.urlopen(f"{hub.url}/v1/devices/{device}/sessions", timeout=10) as resp:
-        listed = json.loads(resp.read())
+    reader = hub.reader
+    status, body, _ = get(f"{hub.url}/v1/devices/{device}/sessions", reader)
+    listed = json.loads(body)
+    assert status == 200
     assert len(listed) == 24 and {s["session_id"] for s in listed} == {k for k, _ in rows}
-    with urllib.request.urlopen(f"{hub.url}/v1/devices/{device}/sessions/{sid}/2",
-                                timeout=10) as resp:
-        assert resp.read() == rows[(sid, 2)][1]
-    with urllib.request.urlopen(hub.url.removesuffix("/api") + f"/devices/{device}",
-                                timeout=10) as resp:
-        assert "S-23-00000" in resp.read().decode()
+    assert get(f"{hub.url}/v1/devices/{device}/sessions/{sid}/2", reader)[1] == rows[(sid, 2)][1]
+    page = get(hub.url.removesuffix("/api") + f"/devices/{device}", reader)[1].decode()
+    assert json.loads(rows[(sid, 2)][1])["summary"]["sample_id"] in page
 
 
 def test_missing_wrong_or_revoked_token_is_refused_and_writes_nothing(hub, tmp_path):

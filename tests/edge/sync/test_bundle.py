@@ -3,7 +3,6 @@
 import hashlib
 import hmac
 import json
-import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from edge.core.errors import HemascopeError
 from edge.sync.bundle import read_bundle
 from edge.sync.client import bundle_key
 from tests.conftest import run_cli
-from tests.helpers.sync import device_profile, device_rows, hub_cli, make_sessions
+from tests.helpers.sync import device_profile, device_rows, get, hub_cli, make_sessions
 
 
 def _export(hub, tmp_path, n: int):
@@ -31,8 +30,9 @@ def _export(hub, tmp_path, n: int):
 
 def _listing(hub, device: str) -> list:
     """Everything the hub holds for a device, received_at and via included."""
-    with urllib.request.urlopen(f"{hub.url}/v1/devices/{device}/sessions", timeout=10) as resp:
-        return json.loads(resp.read())
+    status, body, _ = get(f"{hub.url}/v1/devices/{device}/sessions", hub.reader)
+    assert status == 200
+    return json.loads(body)
 
 
 def test_a_bundle_imported_twice_changes_nothing_and_its_receipt_confirms(hub, tmp_path):

@@ -8,7 +8,13 @@ import json
 
 import hub.payloads
 from edge.storage.store import Store
-from edge.sync.models import SessionPayload, canonical_json
+from edge.sync.models import (
+    FieldDetail,
+    FieldSummary,
+    PayloadHead,
+    SessionPayload,
+    canonical_json,
+)
 from edge.sync.payload import build_payload
 from hub.payloads import validate
 from tests.helpers.golden import FIXTURES, SESSION_ID, golden_body, make_golden_session
@@ -24,7 +30,9 @@ def test_the_sync_payload_of_a_fixed_session_keeps_its_bytes(tmp_path):
 
 
 def test_the_device_builds_its_payload_from_the_models_the_hub_validates(tmp_path):
-    assert hub.payloads.SessionPayload is SessionPayload  # one definition, imported by the hub
+    # one definition, imported by the hub: the head and field models, and the rules
+    assert hub.payloads.PayloadHead is PayloadHead and issubclass(SessionPayload, PayloadHead)
+    assert hub.payloads.FieldDetail is FieldDetail and hub.payloads.FieldSummary is FieldSummary
     make_golden_session(tmp_path)
     store = Store.open(tmp_path)
     payload = build_payload(store, SESSION_ID, 1)
