@@ -272,6 +272,14 @@ class StorageConfig(_Section):
         "Refuse to process a field below this free space (MB)."))
 
 
+class PrivacyConfig(_Section):
+    keep_clear_ids: bool = Field(False, description=(
+        "Store sample and operator ids as typed. Off: the device stores only their "
+        "pseudonyms (`pseudo:` + 16 hex, a keyed HMAC with the device secret in the data "
+        "dir); `hemascope sessions --sample ID` still finds a sample. Sync always sends "
+        "pseudonyms, whatever this says."))
+
+
 class SyncConfig(_Section):
     hub_url: str | None = Field(None, description=(
         "Clinic hub URL, e.g. https://hub.clinic/api; plain http:// only to 127.0.0.1 or "
@@ -408,6 +416,7 @@ class Profile(_Section):
     backend: BackendConfig = BackendConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     storage: StorageConfig = StorageConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     sync: SyncConfig = SyncConfig()
     protocol: ProtocolConfig = ProtocolConfig()
 

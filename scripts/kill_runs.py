@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from edge.pipeline.recovery import orphan_files  # noqa: E402
 from edge.storage import audit as audit_log  # noqa: E402
 from edge.storage import layout  # noqa: E402
+from edge.storage.pseudonyms import pseudonym  # noqa: E402
 
 
 def start_run(folder: Path, data_dir: Path, sample: str, log: Path) -> subprocess.Popen:
@@ -75,8 +76,10 @@ def session_of(data_dir: Path, sample: str) -> dict[str, Any] | None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         if "sessions" not in tables:  # the database is being created
             return None
-        row = conn.execute("SELECT id, status FROM sessions WHERE sample_id = ?",
-                           (sample,)).fetchone()
+        secret = data_dir / layout.DEVICE_SECRET  # the run stores the sample's pseudonym
+        alias = pseudonym(secret.read_bytes(), "sample", sample) if secret.exists() else sample
+        row = conn.execute("SELECT id, status FROM sessions WHERE sample_id IN (?, ?)",
+                           (sample, alias)).fetchone()
         if row is None:
             return None
         idx = [r[0] for r in conn.execute("SELECT idx FROM fields WHERE session_id = ?"

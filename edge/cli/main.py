@@ -256,7 +256,8 @@ def run(
     summary = session_summary(store, session_id)
     for line in skipped:
         err.print(line, markup=False, highlight=False)
-    _print_counts(f"session {session_id[:12]}  sample {sample}", summary,
+    stored = "" if summary["sample_id"] == sample else f" (stored as {summary['sample_id']})"
+    _print_counts(f"session {session_id[:12]}  sample {sample}{stored}", summary,
                   truth if truth_known and truth else None)
     _print_protocol(summary)
     _print_second_stage(summary)
@@ -268,19 +269,38 @@ def run(
 
 
 @app.command()
-def sessions(profile: ProfileOpt = None, data_dir: DataDirOpt = None) -> None:
-    """List stored sessions, newest first."""
+def sessions(
+    profile: ProfileOpt = None,
+    data_dir: DataDirOpt = None,
+    sample: Annotated[str | None, typer.Option(
+        help="Only the sessions of this sample id (as typed at the run; found through its "
+        "pseudonym when the device stores pseudonyms).")] = None,
+) -> None:
+    """List stored sessions, newest first.
+
+    Example (which sessions, and which pseudonym the hub shows for them):
+      hemascope sessions --sample S-0042
+    """
+    from edge.storage.pseudonyms import device_secret, pseudonym
+
     store = open_store(load_with_data_dir(profile, data_dir).storage.data_dir)
+    alias = None if sample is None else pseudonym(device_secret(store.data_dir), "sample",
+                                                  sample)
+    wanted = None if sample is None else {sample, alias}
     table = Table()
     for col in ("session", "sample", "started", "status", "counted", "rejected", "unreadable",
                 "model"):
         table.add_column(col, no_wrap=True)
     for s in store.sessions():
+        if wanted is not None and s.sample_id not in wanted:
+            continue
         by_status = s.fields_by_status or {}
         table.add_row(s.id[:12], s.sample_id, s.started_at[:19], s.status,
                       *(str(by_status.get(status, 0)) for status in FieldStatus),
                       s.model_sha256[:12])
     out.print(table)
+    if sample is not None:
+        out.print(f"sample {sample} is {alias} in payloads and at the hub", highlight=False)
 
 
 @app.command()

@@ -1,5 +1,9 @@
 """The start and finish of a session: its record and audit events, and its sync payload
-queued at the end."""
+queued at the end.
+
+Sample and operator ids are stored as their pseudonyms unless the profile keeps them in
+clear (`privacy.keep_clear_ids`); the payload carries pseudonyms either way.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,19 @@ from edge.core.labels import SessionStatus
 from edge.inference.detector import Detector
 from edge.pipeline.second_stage import FieldClassifiers
 from edge.storage import audit
+from edge.storage.pseudonyms import device_secret, pseudonym
 from edge.storage.store import Store
 from edge.sync.payload import outbox
+
+
+def stored_ids(store: Store, profile: Profile, sample_id: str, operator: str | None
+               ) -> tuple[str, str | None]:
+    """The sample and operator ids as this profile stores them: clear or pseudonyms."""
+    if profile.privacy.keep_clear_ids:
+        return sample_id, operator
+    secret = device_secret(store.data_dir)
+    return (pseudonym(secret, "sample", sample_id),
+            None if operator is None else pseudonym(secret, "operator", operator))
 
 
 def start_session(store: Store, profile: Profile, source_name: str, detector: Detector,
@@ -19,6 +34,7 @@ def start_session(store: Store, profile: Profile, source_name: str, detector: De
     """Record a running session (the profile, source and every model it counts with, the
     detector's digest over model and manifest) and, in the same transaction, its audit
     events: the profile when it changed, the start, and each model loaded with its digest."""
+    sample_id, operator = stored_ids(store, profile, sample_id, operator)
     models = classifiers.models() if classifiers is not None else []
     with store.transaction():
         session_id = store.start_session(

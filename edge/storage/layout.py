@@ -1,5 +1,5 @@
-"""Where files live under the data dir: the database, the audit log and each session's
-evidence files.
+"""Where files live under the data dir: the database, the audit log, the device secret and
+each session's evidence files.
 
 Paths are relative to the data dir (as stored in the database) and read
 `evidence/SESSION/NNNNN.jpg` (annotated field), `NNNNN-cellKKK.png` (a white cell as the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 DATABASE = "hemascope.db"
 AUDIT_LOG = "audit.jsonl"  # the hash-chained event log (`edge.storage.audit`)
+DEVICE_SECRET = "device.secret"  # the key of the device's pseudonyms (edge.storage.pseudonyms)
 
 
 def evidence_dir(session_id: str) -> str:

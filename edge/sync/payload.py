@@ -3,18 +3,30 @@
 Each version is canonical JSON and queued in the outbox (`edge.storage.outbox`) in the
 transaction that finishes or amends the session (or stores a review), so both commit or
 neither.
+
+What leaves the device is less than what it keeps: sample and operator ids as pseudonyms
+(also of a session stored with clear ids), file names without their folders (the source,
+each field's origin, paths inside error messages), and the profile as its name and sha256.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
+from pathlib import Path
 from typing import Any
 
 from edge.config import SyncConfig
 from edge.report.summary import session_summary
 from edge.storage.outbox import Outbox
+from edge.storage.pseudonyms import device_secret, is_pseudonym, pseudonym
 from edge.storage.store import Store
 from edge.sync.models import PAYLOAD_SCHEMA, SessionPayload, canonical_json
+
+# an absolute path, from its first slash (not a relative one like evidence/ID/00001.jpg)
+_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:/[^/\s'\"():,]+)+/?")
+_SOURCE_PATH = re.compile(r"(folder|video):(/[^)]*)")
 
 PAYLOAD_TIMINGS = ("decode", "preprocess", "infer", "postprocess")  # per field, in ms
 
@@ -45,11 +57,38 @@ def _evidence(store: Store, summary: dict[str, Any], sync: dict[str, Any]) -> di
     return {"max_kb": cap // 1024, "images": images, "omitted": omitted}
 
 
+def _without_folders(text: str, folders: list[str]) -> str:
+    """`text` with the device's folders taken off the paths in it (names kept)."""
+    for folder in sorted(folders, key=len, reverse=True):
+        text = text.replace(folder.rstrip("/") + "/", "")
+    return _ABSOLUTE.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1], text)
+
+
+def _public(store: Store, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as it may leave the device: ids as pseudonyms, no local folders."""
+    secret = device_secret(store.data_dir)
+    for key, kind in (("sample_id", "sample"), ("operator", "operator")):
+        value = summary[key]
+        if value is not None and not is_pseudonym(value):
+            summary[key] = pseudonym(secret, kind, value)
+    folders = [str(store.data_dir)]
+    if m := _SOURCE_PATH.search(summary["source"]):
+        path = Path(m.group(2))
+        folders.append(str(path if m.group(1) == "folder" else path.parent))
+        summary["source"] = summary["source"].replace(m.group(2), path.name)
+    summary["source"] = _without_folders(summary["source"], folders)
+    for field in summary["fields"]:
+        field["origin"] = _without_folders(field["origin"], folders)
+        if field["reason"] is not None:
+            field["reason"] = _without_folders(field["reason"], folders)
+    return summary
+
+
 def build_payload(store: Store, session_id: str, version: int) -> SessionPayload:
     """Everything the hub keeps about a session: summary, fields with cells (and the WBC
     differential's label of each classified cell), every model digest involved."""
     session = store.session(session_id)
-    summary = session_summary(store, session_id)
+    summary = _public(store, session_summary(store, session_id))
     profile = session.profile
     fields = []
     digests = {session.model_sha256, *(c["sha256"] for c in summary["classifiers"])}
@@ -70,7 +109,9 @@ def build_payload(store: Store, session_id: str, version: int) -> SessionPayload
         fields.append(field)
     body: dict[str, Any] = {
         "schema": PAYLOAD_SCHEMA, "key": session.id, "version": version,
-        "summary": summary, "profile": profile, "model_digests": sorted(digests),
+        "summary": summary, "model_digests": sorted(digests),
+        "profile": {"name": session.profile_name,
+                    "sha256": hashlib.sha256(canonical_json(profile)).hexdigest()},
         "fields": fields, "evidence": _evidence(store, summary, profile.get("sync") or {}),
     }
     if summary["review"] is not None:  # absent until someone reviews the session

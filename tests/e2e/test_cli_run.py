@@ -83,11 +83,11 @@ def test_bad_images_are_skipped_recorded_and_the_rest_counted(tmp_path, datasets
 
 def test_sessions_and_report_commands(tmp_path):
     assert run_cli("run", "--data-dir", str(tmp_path), "--sample", "S-77").returncode == 0
-    listing = run_cli("sessions", "--data-dir", str(tmp_path))
-    assert "S-77" in listing.stdout and "finished" in listing.stdout
+    listing = run_cli("sessions", "--data-dir", str(tmp_path), "--sample", "S-77")
     row = Store.open(tmp_path).sessions()[0]
     sid = row.id
-    line = next(x for x in listing.stdout.splitlines() if "S-77" in x)
+    assert row.sample_id in listing.stdout and "finished" in listing.stdout  # its pseudonym
+    line = next(x for x in listing.stdout.splitlines() if row.sample_id in x)
     counts = [row.fields_by_status[status] for status in FieldStatus]
     assert sum(counts) == 20 and " │ ".join(map(str, counts)) in " ".join(line.split())
     out = tmp_path / "rep.json"

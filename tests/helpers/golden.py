@@ -1,7 +1,9 @@
 """A deterministic finished session, for the golden payload and schema fixtures.
 
 Everything the store stamps itself (session id, start, end and telemetry times) is replaced
-by fixed values afterwards, so the payload bytes depend on the code alone.
+by fixed values afterwards, and the device secret is a fixed one, so the payload bytes
+depend on the code alone. The session is stored with its ids in clear (as
+`privacy.keep_clear_ids = true` stores them): the payload carries their pseudonyms.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from edge.core.detections import Detections
 from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
+from edge.storage import layout
 from edge.storage.store import Store
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -23,6 +26,7 @@ CLASSES = ["WBC", "RBC", "Platelets"]
 MODEL_SHA = "a" * 64
 WBC_SHA = "b" * 64
 EVIDENCE = bytes(range(256)) * 3  # stands in for a JPEG: the payload carries it as base64
+SECRET = bytes(range(32))  # the device secret of the golden device
 
 
 def _field(idx: int) -> FieldRecord:
@@ -45,6 +49,7 @@ def make_golden_session(data_dir: Path) -> str:
     """Store one finished session (two counted fields, a rejected and a skipped one) and
     return its fixed id; the outbox holds its payload, version 1."""
     store = Store.open(data_dir)
+    (data_dir / layout.DEVICE_SECRET).write_bytes(SECRET)
     sid = store.start_session(
         sample_id="S-GOLD", operator="amina", profile_name="golden",
         profile_json=json.dumps({"sync": {"evidence": True, "evidence_max_kb": 1}}),

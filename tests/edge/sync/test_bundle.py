@@ -75,7 +75,9 @@ def test_damaged_or_forged_bundles_are_refused_before_anything_is_written(hub, t
     with zipfile.ZipFile(path) as zf:
         payload = next(n for n in zf.namelist() if n.startswith("payloads/"))
         body = zf.read(payload)
-    _rewrite(path, {payload: body.replace(b'"amina"', b'"mallory"')})
+    altered = body.replace(b'"version":1}', b'"version":2}')
+    assert altered != body
+    _rewrite(path, {payload: altered})
     done = hub_cli("import-bundle", str(path), "--db", hub.db)
     assert done.returncode == 2 and "does not match its .sha256" in done.stderr
     sidecar.unlink()  # a copy without the sidecar is still checked payload by payload
@@ -85,7 +87,7 @@ def test_damaged_or_forged_bundles_are_refused_before_anything_is_written(hub, t
     with zipfile.ZipFile(path) as zf:
         manifest = zf.read("manifest.json").replace(
             hashlib.sha256(body).hexdigest().encode(),
-            hashlib.sha256(body.replace(b'"amina"', b'"mallory"')).hexdigest().encode())
+            hashlib.sha256(altered).hexdigest().encode())
     forged = hmac.new(bundle_key(f"{device}." + "x" * 43), manifest, "sha256").hexdigest()
     _rewrite(path, {"manifest.json": manifest, "manifest.sig": forged.encode()})
     with pytest.raises(HemascopeError, match="not signed with device"):

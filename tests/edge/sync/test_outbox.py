@@ -12,6 +12,7 @@ from edge.core.detections import Detections
 from edge.core.labels import SessionStatus
 from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
+from edge.storage.pseudonyms import device_secret, pseudonym
 from edge.storage.store import Store
 from edge.sync.models import canonical_json
 from edge.sync.payload import outbox
@@ -38,7 +39,8 @@ def test_finishing_enqueues_a_canonical_payload_that_the_hub_accepts(tmp_path):
     cells = store.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
     assert sum(len(f["cells"]) for f in payload["fields"]) == cells
     assert payload["model_digests"] == [MODEL_SHA] and payload["evidence"] is None
-    assert validate(sid, 1, sha, body).sample_id == "S-3-00000"
+    secret = device_secret(tmp_path)  # the ids travel as their pseudonyms
+    assert validate(sid, 1, sha, body).sample_id == pseudonym(secret, "sample", "S-3-00000")
 
 
 def test_enqueue_failure_rolls_back_the_finish(tmp_path):
@@ -72,7 +74,8 @@ def test_an_amendment_is_a_new_version_and_an_unchanged_session_is_not(tmp_path)
     assert amend(tmp_path, sid, "bola") == 2
     rows = device_rows(tmp_path)
     assert rows[(sid, 1)] == v1
-    assert json.loads(rows[(sid, 2)][1])["summary"]["operator"] == "bola"
+    assert json.loads(rows[(sid, 2)][1])["summary"]["operator"] == pseudonym(
+        device_secret(tmp_path), "operator", "bola")
     assert amend(tmp_path, sid, "bola") is None
 
 
