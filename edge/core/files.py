@@ -37,18 +37,19 @@ def private_file(path: Path) -> None:
         os.close(fd)
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> None:
     """Create `path` and any missing parents as folders only their owner can open (0700),
     whatever the umask; folders that exist already are left as they are."""
-    for folder in reversed([path, *path.parents]):
-        if folder.exists():
-            continue
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
         try:
             folder.mkdir(mode=0o700)
         except FileExistsError:  # made meanwhile by another process
             continue
         os.chmod(folder, 0o700)
-    return path
 
 
 def write_atomic(path: Path, fill: Callable[[BinaryIO], object], mode: int = 0o666) -> None:

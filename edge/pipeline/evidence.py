@@ -57,5 +57,6 @@ def encode_image(suffix: str, image: np.ndarray, jpeg_quality: int = 90) -> byte
 
 
 def write_image_atomic(path: Path, image: np.ndarray, jpeg_quality: int = 90) -> None:
-    """Encode a BGR image by the file's suffix (.jpg or .png) and write it atomically."""
-    write_bytes_atomic(path, encode_image(path.suffix, image, jpeg_quality))
+    """Encode a BGR image by the file's suffix (.jpg or .png) and write it atomically,
+    readable by its owner only (it shows a patient's cells)."""
+    write_bytes_atomic(path, encode_image(path.suffix, image, jpeg_quality), mode=0o600)

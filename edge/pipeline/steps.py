@@ -21,7 +21,7 @@ from edge.clinical.stop_rule import FieldResult, Progress
 from edge.config import QCConfig, StorageConfig
 from edge.core.detections import Detections
 from edge.core.errors import HemascopeError
-from edge.core.files import write_bytes_atomic
+from edge.core.files import private_dir, write_bytes_atomic
 from edge.core.frame import Frame, Unreadable
 from edge.core.labels import NOT_WHITE_CELLS, RBC, FieldStatus
 from edge.core.records import FieldRecord
@@ -233,9 +233,10 @@ def commit_field(store: Store, field: RenderedField, ctx: FieldContext) -> Field
     record = field.record
     written: list[Path] = []
     try:
-        for rel, data in field.files:
+        for rel, data in field.files:  # folders 0700, files 0600, whatever the umask
             written.append(store.data_dir / rel)
-            write_bytes_atomic(written[-1], data)
+            private_dir(written[-1].parent)
+            write_bytes_atomic(written[-1], data, mode=0o600)
         store.add_field(ctx.session_id, ctx.model_sha256, ctx.classes, record)
     except BaseException:
         for path in written:  # no orphan evidence for a field that was not stored

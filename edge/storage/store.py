@@ -1,5 +1,7 @@
 """Local results store: SQLite, one transaction per field, evidence JPEGs beside it.
 
+The data dir is made 0700 and the database 0600, whatever the umask: it holds every result.
+
 A field is either stored whole (its row, its cells and its counts) or not at all. Session
 totals are never stored separately: they are sums over the stored fields, so they cannot
 disagree with them.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.core.errors import HemascopeError
-from edge.core.files import utc_now
+from edge.core.files import private_dir, private_file, utc_now
 from edge.core.labels import FieldStatus, SessionStatus
 from edge.core.processes import ProcessId, this_process
 from edge.core.records import (
@@ -233,10 +235,11 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path) -> Store:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(data_dir)
             probe = data_dir / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            _make_private(data_dir / layout.DATABASE)
         except OSError as exc:
             raise HemascopeError(
                 f"data dir {data_dir} is not writable ({exc.strerror})",
@@ -545,6 +548,16 @@ def _field(row: sqlite3.Row) -> StoredField:
         evidence_path=row["evidence_path"],
         timings_ms={k: row[f"{k}_ms"] for k in TIMED_STEPS},
         subtype=json.loads(row["subtype_json"]) if row["subtype_json"] else None)
+
+
+def _make_private(db: Path) -> None:
+    """The database readable by its owner only (0600), whatever the umask: created so if it
+    is new (SQLite gives its -wal and -shm files the same mode), tightened if it is not."""
+    private_file(db)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = db.with_name(db.name + suffix)
+        if side.exists():
+            side.chmod(0o600)
 
 
 def _use_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
