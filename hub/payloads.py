@@ -8,9 +8,10 @@ class, model digests).
 The body is read one piece at a time and never decoded whole: each field of `fields` and of
 `summary.fields`, and each evidence image, is decoded, checked and dropped in turn (what the
 session rules need is kept as `FieldFacts`), and everything else together may hold at most
-`HEAD_MAX_CHARS` of JSON. A piece's extent is found before it is decoded, so no piece grows
-into more Python objects than its few megabytes allow: memory stays a small multiple of the
-body, whatever its shape.
+`HEAD_MAX_CHARS` of JSON. A container is decoded from a slice of the text no longer than its
+limit, so no piece, whatever its shape, grows into more Python objects than that slice
+allows (about 26 MB for 1 MB of empty objects): checking costs about one copy of the body
+besides.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from hub.db import Incoming
 
 FIELD_MAX_CHARS = 2**20  # one field (detail or summary) as JSON
 HEAD_MAX_CHARS = 2**20  # everything but the fields and evidence images, together
-_DECODER = json.JSONDecoder()
 FIRST_WINDOW = 2**16  # most pieces fit: a larger one is tried again in a larger slice
+_DECODER = json.JSONDecoder()
 NOT_CANONICAL = "body is not canonical JSON (sorted keys, no spaces, ASCII)"
 
 
@@ -57,8 +58,8 @@ def parse_batch(raw: bytes | bytearray) -> UploadBatch:
 
 
 class _Reader:
-    """Canonical JSON text, read one value at a time. A container is decoded only once its
-    extent is known to be within a limit; every decoded value must be canonical as written."""
+    """Canonical JSON text, read one value at a time: a container only from a slice within
+    a limit, and every decoded value must be canonical as written."""
 
     def __init__(self, text: str) -> None:
         self.text, self.pos = text, 0

@@ -2,15 +2,18 @@
 
 Starts a throwaway PostgreSQL server (or a SQLite file) and a real `hemascope-hub serve` on
 127.0.0.1, enrols a device, builds N distinct valid session payloads of about --payload-mb
-each (many fields of many cells: the shape that costs the most memory per byte), and sends
-them all at once from N threads. An upload answered 503 (the hub's upload limit is full) is
-sent again after its Retry-After; a connection cut while sending counts as a retry too. The
-hub's resident memory is sampled from /proc every 5 ms and its high-water mark (VmHWM) read
-at the end. Finally every payload is checked at the hub, byte for byte (its sha256). Prints
-JSON (and writes it with --json).
+each (many fields of many cells: the shape of a real session, and the one that cost most
+memory per byte when the hub decoded payloads whole), and sends them all at once from N
+threads. An upload answered 503 (the hub's upload limit is full) is sent again after its
+Retry-After; a connection cut while sending counts as a retry too. The hub's resident
+memory is sampled from /proc every 5 ms and its high-water mark (VmHWM) read at the end.
+Finally every payload is checked at the hub (its sha256). Prints JSON (and writes it with
+--json); exit code 1 unless every payload was stored.
 
     PYTHONPATH=. .venv/bin/python scripts/hub_load.py --uploads 10 --payload-mb 34 \\
         --json docs/bench/hub-load.json
+    PYTHONPATH=. .venv/bin/python scripts/hub_load.py --serve-args='--max-uploads 4' \\
+        --json docs/bench/hub-load-4.json
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import http.client
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import threading
@@ -182,8 +186,9 @@ def main() -> None:
     ap.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     ap.add_argument("--max-attempts", type=int, default=200,
                     help="tries per upload before giving up (503s and cut connections)")
-    ap.add_argument("--serve-args", nargs="*", default=[],
-                    help="extra `hemascope-hub serve` options, e.g. --max-uploads 2")
+    ap.add_argument("--serve-args", type=shlex.split, default=[],
+                    help="extra `hemascope-hub serve` options in one string, e.g. "
+                    "--serve-args='--max-uploads 4'")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hs-hubload-") as tmp:
