@@ -100,7 +100,7 @@ def test_the_streaming_check_decides_as_the_whole_body_check_on_damaged_payloads
         verdict = whole_body_verdict(SESSION_ID, 1, damaged)
         assert streaming_verdict(SESSION_ID, 1, damaged) == verdict, damaged[:300]
         seen[verdict] += 1
-    assert seen[True] > 20 and seen[False] > 300  # both verdicts were exercised
+    assert min(seen.values()) > 100  # both verdicts were exercised, many times
 
 
 def _peak_bytes(body: bytes) -> tuple[bool, int]:
