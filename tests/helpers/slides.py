@@ -46,10 +46,12 @@ def slide_without_white_cells(folder: Path, n: int = 4) -> Path:
 
 
 def run_session(data_dir: Path, folder: Path, sample: str, operator: str | None = "amina",
-                classifiers: bool = True) -> str:
+                classifiers: bool = True, clear_ids: bool = False) -> str:
     """Run the real pipeline (bundled models; with the WBC differential and the ALL subtype
-    when `classifiers`) on every image of `folder`; the new session's id."""
+    when `classifiers`; ids kept in clear when `clear_ids`) on every image of `folder`; the
+    new session's id."""
     profile = Profile()
+    profile.privacy.keep_clear_ids = clear_ids
     profile.classifiers.wbc = profile.classifiers.all_subtype = classifiers
     profile.storage.data_dir = data_dir
     detector = Detector(BUNDLED_MODEL, threads=1)

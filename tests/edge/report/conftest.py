@@ -37,6 +37,8 @@ class Sessions:
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> Sessions:
     tmp = tmp_path_factory.mktemp("report-sessions")
     data = tmp / "data"
-    slide = run_session(data, bccd_slide(tmp / "slide", needs_datasets()), SAMPLE)
+    # ids kept in clear ([privacy] keep_clear_ids), so the report shows the sample id as typed
+    slide = run_session(data, bccd_slide(tmp / "slide", needs_datasets()), SAMPLE,
+                        clear_ids=True)
     empty = run_session(data, slide_without_white_cells(tmp / "no-wbc"), "S-NOWBC")
     return Sessions(data, slide, empty)
