@@ -2,7 +2,9 @@
 
 The classifier's graph returns each crop's pooled embedding; calibration refits the linear
 head on the embeddings of the reviewed crops (the exact inputs the model saw, read back from
-the evidence), minimising their cross-entropy plus an L2 pull towards the base head. Classes
+the evidence) in their eight turned and mirrored views (a cell has no up or left: eight views
+of 50 cells teach the head more than 50 crops), minimising their cross-entropy plus an L2
+pull towards the base head. Classes
 without a reviewed cell keep the base head's rows apart from that shared fit, so a site's
 first 50 cells (which may hold no basophil) do not erase what the base model knew. The
 model file is copied unchanged; the new head goes into its manifest with the provenance, and
@@ -29,7 +31,20 @@ from edge.pipeline.explain import session_classifier
 from edge.storage import audit
 from edge.storage.store import Store
 
-DEFAULT_PULL = 1.0  # weight of the L2 pull towards the base head (relative to one cell)
+DEFAULT_PULL = 1.0  # weight of the L2 pull towards the base head (relative to one view)
+VIEWS = 8  # each reviewed crop's dihedral views: 4 quarter turns, mirrored and not
+
+
+def dihedral_views(crop: np.ndarray) -> list[np.ndarray]:
+    """The crop turned by 0, 90, 180, 270 degrees, then the same mirrored (view 0 = as is)."""
+    return [np.ascontiguousarray(np.rot90(image, k)) for image in (crop, crop[:, ::-1])
+            for k in range(4)]
+
+
+def view_embeddings(classifier: Classifier, crops: list[np.ndarray]) -> np.ndarray:
+    """(N, VIEWS, D) embeddings of every crop's dihedral views."""
+    x = classifier.embeddings([v for crop in crops for v in dihedral_views(crop)])
+    return x.reshape(len(crops), VIEWS, -1)
 
 
 def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
@@ -54,15 +69,23 @@ def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (np.concatenate([x, np.ones((len(x), 1))], axis=1) @ w.T).argmax(axis=1)
 
 
+def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
+              steps: int = 300, start: np.ndarray | None = None) -> np.ndarray:
+    """`fit_head` on every view of every cell: `x` is (N, V, D), one label per cell."""
+    n, v, d = x.shape
+    return fit_head(x.reshape(n * v, d), np.repeat(labels, v), w0, pull, steps, start)
+
+
 def leave_one_out_accuracy(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
                            fitted: np.ndarray, pull: float = DEFAULT_PULL) -> float:
-    """Accuracy on each reviewed cell of the head fitted without it (each refit starts from
-    the head fitted to all cells, so it needs few steps)."""
+    """Accuracy on each reviewed cell (as is, view 0 of `x`, (N, V, D)) of the head fitted
+    without any view of it (each refit starts from the head fitted to all cells, so it needs
+    few steps)."""
     hits = 0
     for i in range(len(labels)):
         keep = np.arange(len(labels)) != i
-        w = fit_head(x[keep], labels[keep], w0, pull, steps=60, start=fitted)
-        hits += int(predict(w, x[i:i + 1])[0] == labels[i])
+        w = fit_views(x[keep], labels[keep], w0, pull, steps=60, start=fitted)
+        hits += int(predict(w, x[i:i + 1, 0])[0] == labels[i])
     return hits / len(labels)
 
 
@@ -129,12 +152,12 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     if classifier.head is None:
         raise HemascopeError(f"{model.name} carries no head in its manifest",
                              "calibrate a differential exported by hemascope 0.2 or later")
-    x = classifier.embeddings(crops).astype(np.float64)
+    x = view_embeddings(classifier, crops).astype(np.float64)
     y = np.array([classifier.classes.index(label) for label in labels])
     w, b = classifier.head.arrays()
     w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
-    fitted = fit_head(x, y, w0, pull)
-    base_accuracy = float((predict(w0, x) == y).mean())
+    fitted = fit_views(x, y, w0, pull)
+    base_accuracy = float((predict(w0, x[:, 0]) == y).mean())
     loo = leave_one_out_accuracy(x, y, w0, fitted, pull)
     per_class = dict(sorted(Counter(labels).items()))
     base = classifier.manifest
@@ -148,6 +171,7 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
                                                 if c not in per_class],
                         "base_accuracy_on_reviewed": round(base_accuracy, 4),
                         "leave_one_out_accuracy": round(loo, 4), "pull": pull,
+                        "views": VIEWS,
                         "command": command, "created_at": utc_now()}})
     with model.open("rb") as src:
         write_atomic(out, lambda fh: shutil.copyfileobj(src, fh))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.inference.head import LinearHead
-from edge.site.calibrate import fit_head, leave_one_out_accuracy, predict
+from edge.site.calibrate import dihedral_views, fit_head, leave_one_out_accuracy, predict
 
 
 def _world(seed: int = 0, dim: int = 16, n: int = 40):
@@ -47,7 +47,7 @@ def test_leave_one_out_is_below_the_training_fit_on_noisy_labels():
     noisy = y.copy()
     noisy[:6] = (noisy[:6] + 1) % 3  # six mislabelled cells
     w = fit_head(x, noisy, w0)
-    loo = leave_one_out_accuracy(x, noisy, w0, w)
+    loo = leave_one_out_accuracy(x[:, None], noisy, w0, w)  # one view per cell
     assert loo <= (predict(w, x) == noisy).mean()
     assert 0.6 < loo < 1.0
 
@@ -60,3 +60,13 @@ def test_the_head_round_trips_through_its_manifest_form():
     assert (w2 == w).all() and (b2 == b).all()
     with pytest.raises(ValueError, match="not 4x5"):
         LinearHead(classes=4, dim=5, weights=head.weights, bias=head.bias).arrays()
+
+
+def test_the_eight_views_are_the_turns_and_mirrors_of_the_crop():
+    crop = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
+    views = dihedral_views(crop)
+    assert len(views) == 8 and (views[0] == crop).all()
+    assert len({v.tobytes() for v in views}) == 8  # an asymmetric crop: 8 distinct views
+    assert all(v.flags.c_contiguous and v.shape == crop.shape for v in views)
+    assert (views[2] == crop[::-1, ::-1]).all()  # half a turn
+    assert (views[4] == crop[:, ::-1]).all()  # mirrored
