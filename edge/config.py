@@ -269,7 +269,12 @@ class StorageConfig(_Section):
     evidence: bool = Field(True, description="Write an annotated JPEG per field.")
     jpeg_quality: int = Field(85, ge=30, le=100, description="Evidence JPEG quality.")
     min_free_mb: int = Field(200, ge=0, description=(
-        "Refuse to process a field below this free space (MB)."))
+        "Refuse to start a session, or to store a field, below this free space (MB)."))
+    reserve_mb: float = Field(16, ge=0, le=1024, description=(
+        "Room kept allocated in the data dir (the file space.reserve, made before a session "
+        "starts) and released when the disk fills, so that the session can still be closed "
+        "and queued for sync (MB; a payload takes about 1.5 KB per field). A run refuses to "
+        "start while the disk has no room for it. 0: no reserve."))
 
 
 class PrivacyConfig(_Section):

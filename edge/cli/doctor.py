@@ -16,6 +16,7 @@ from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
 from edge.core.labels import DETECTOR_CLASSES
 from edge.storage import layout
+from edge.storage.space import reserve_missing_mb
 from edge.storage.store import inspect_database, recorded_digests
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -184,6 +185,11 @@ def check_disk(profile: Profile) -> Check:
     need = profile.storage.min_free_mb
     if free_mb < need:
         return Check("disk", FAIL, f"{free_mb:.0f} MB free in {probe}, {need} MB needed",
+                     "free space, or sync and archive old sessions")
+    missing = reserve_missing_mb(data_dir, profile.storage.reserve_mb)
+    if free_mb < missing:
+        return Check("disk", FAIL, f"{free_mb:.1f} MB free in {probe}: no room for the "
+                     f"{missing:g} MB reserve a run makes first (storage.reserve_mb)",
                      "free space, or sync and archive old sessions")
     return Check("disk", OK, f"{free_mb:.0f} MB free in {probe} (minimum {need} MB)")
 
