@@ -68,6 +68,11 @@ class SourceConfig(_Section):
         "megapixel of its fields (three 20 MP fields: 475 MB on 2 cores). An image with one "
         f"side over {MAX_IMAGE_ASPECT}x the other is skipped too: it is no field of view, and "
         "scaling it to the quality-control size would take gigabytes."))
+    max_decoded_megapixels: float = Field(8, gt=0, description=(
+        "A folder image over this size (megapixels) is decoded at 1/2, 1/4 or 1/8 of its "
+        "width and height, the least that brings it within this: a 20-25 megapixel camera "
+        "field is counted and stored at 5-6.3 megapixels (the detector sees 640 px anyway), "
+        "which keeps a run's peak memory under 300 MB."))
 
 
 class CameraConfig(_Section):

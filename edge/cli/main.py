@@ -211,12 +211,14 @@ def run(
       hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
     """
     from edge.capture.sources import LimitedSource, is_live, open_source
+    from edge.core.memory import release_freed_memory_early
     from edge.inference.detector import Detector
     from edge.pipeline.runner import FieldOutcome, Runner
     from edge.pipeline.second_stage import FieldClassifiers
     from edge.report.documents import Targets
     from edge.report.summary import session_summary
 
+    release_freed_memory_early()  # a large field's memory goes back when it is freed
     prof = load_with_data_dir(profile, data_dir)
     with _stop.while_loading():  # a stop now ends the command once the models are loaded
         detector = Detector.from_config(prof.model, prof.backend, prof.thresholds,
