@@ -105,6 +105,10 @@ def test_a_full_disk_ends_the_session_interrupted_and_queued(tmp_path, datasets,
     assert _sessions(data) == 2 and session_of(data, "S-NO") is None
     listed = run_cli("sessions", "-p", str(profile))
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    doctor = run_cli("doctor", "-p", str(profile))
+    disk = next(line for line in doctor.stdout.splitlines() if "│ disk" in line)
+    assert doctor.returncode == 1 and "fail" in disk and "needed to start a run" in disk, (
+        doctor.stdout)
 
     filler.unlink()  # room again: runs work and the reserve is made again
     again = run_cli("run", "-p", str(profile), "-s", f"folder:{few}", "--sample", "S-AGAIN")
