@@ -209,6 +209,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         if seconds > slowest[0]:
             slowest = (seconds, f"case {i} ({kind}, {suffix}, {len(data)} bytes)")
+    in_process_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     camera_folder = work / "camera"
     camera_folder.mkdir()
     camera = camera_files(image, camera_folder, np.random.default_rng(args.seed))
@@ -220,8 +221,7 @@ def main() -> None:
         "seed": args.seed, "cases": args.cases,
         "tracebacks": len(tracebacks), "traceback_cases": tracebacks[:20],
         "slowest_case_s": round(slowest[0], 3), "slowest_case": slowest[1],
-        "peak_rss_mb_in_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                        / 1024, 1),
+        "peak_rss_mb_in_process": in_process_mb,  # the cases, before the camera files
         "outcomes": dict(sorted(outcomes.items())),
         "max_runner_peak_rss_mb": max(r.get("peak_rss_mb", float("inf"))
                                       for r in runs.values()),

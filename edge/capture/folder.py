@@ -5,7 +5,7 @@ folder), within `source.max_image_mb`, and with a header whose size is within
 `source.max_image_megapixels` and the shape of a field of view. A file that fails any check,
 or does not decode, is reported as `Unreadable` with its reason and the folder goes on. An
 image over `source.max_decoded_megapixels` is decoded at 1/2, 1/4 or 1/8 of its size on each
-side (a 24-megapixel camera's field at 6 megapixels, still far above the detector's input),
+side (a 20-megapixel camera's field at 5 megapixels, still far above the detector's input),
 which bounds a run's memory.
 """
 

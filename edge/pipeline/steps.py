@@ -169,24 +169,24 @@ def _files(job: FieldJob, frame: Frame, ctx: FieldContext, reason: str | None
     input) and the encoded files. What each classifier saw is kept as lossless PNG, so that
     `hemascope explain` reproduces the stored scores exactly; only when evidence is on."""
     keep, labels, sid = ctx.storage.evidence, job.labels, ctx.session_id
-    detections = job.result.detections if job.result is not None else None
     files: list[tuple[str, bytes]] = []
+    cells: dict[int, tuple[str, float, str | None]] | None = None
+    if labels is not None:
+        cells = {}
+        for c in labels.cells:
+            rel = layout.cell_input(sid, frame.index, c.cell) if keep else None
+            if rel is not None:
+                files.append((rel, _png(c.model_input)))
+            cells[c.cell] = (c.label, c.score, rel)
+        if keep and labels.subtype_input is not None:
+            files.append((layout.field_input(sid, frame.index), _png(labels.subtype_input)))
     evidence = layout.field_image(sid, frame.index) if keep else None
-    if evidence is not None:
+    if evidence is not None:  # the field's last use: drawn on in place, never copied
+        detections = job.result.detections if job.result is not None else None
         names = {c.cell: c.label for c in labels.cells} if labels is not None else None
-        files.append((evidence, encode_image(
+        files.insert(0, (evidence, encode_image(
             ".jpg", annotate(frame.image, detections, ctx.classes, reason, names),
             ctx.storage.jpeg_quality)))
-    if labels is None:
-        return evidence, None, files
-    cells: dict[int, tuple[str, float, str | None]] = {}
-    for c in labels.cells:
-        rel = layout.cell_input(sid, frame.index, c.cell) if keep else None
-        if rel is not None:
-            files.append((rel, _png(c.model_input)))
-        cells[c.cell] = (c.label, c.score, rel)
-    if keep and labels.subtype_input is not None:
-        files.append((layout.field_input(sid, frame.index), _png(labels.subtype_input)))
     return evidence, cells, files
 
 
