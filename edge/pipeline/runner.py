@@ -111,13 +111,12 @@ class Runner:
         Before the session is created, the space reserve is made (`edge.storage.space`) and
         the disk must have `storage.min_free_mb` and `storage.reserve_mb` free beside it, or
         DiskFull is raised and no session exists. If the run stops early (error, Ctrl-C,
-        camera gone, a full disk: the reserve is released to make room to close the
-        session), every field finished before the
-        stop is still stored (only the fields in hand at that moment, in the detector or being
-        read, are dropped, never half stored), the session is marked 'interrupted' and the
-        error is raised. SIGTERM and SIGHUP do the same as Ctrl-C in the `hemascope` command
-        (`edge.cli.main`); a session whose process was killed outright is closed by the next
-        command (`edge.pipeline.recovery`).
+        camera gone, a full disk: the reserve is released to make room to close the session),
+        every field finished before the stop is still stored (only the fields in hand at that
+        moment, in the detector or being read, are dropped, never half stored), the session
+        is marked 'interrupted' and the error is raised. SIGTERM and SIGHUP do the same as
+        Ctrl-C in the `hemascope` command (`edge.cli.main`); a session whose process was
+        killed outright is closed by the next command (`edge.pipeline.recovery`).
         """
         data_dir, storage = self.store.data_dir, self.profile.storage
         check_room_to_start(data_dir, storage.min_free_mb, storage.reserve_mb)  # before anything
