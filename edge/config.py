@@ -64,10 +64,16 @@ class SourceConfig(_Section):
         "Largest image a folder source decodes (megapixels, width x height read from the file "
         "header before decoding; a larger one is skipped with its reason). 25 holds the "
         "largest microscope cameras in use (20 MP, 5472x3648; the Pi HQ camera is 12.3 MP) "
-        "and keeps a decoded field under 75 MB; a run's peak memory grows about 12 MB per "
-        "megapixel of its fields (three 20 MP fields: 475 MB on 2 cores). An image with one "
+        "and bounds a full decode to 75 MB (see max_decoded_megapixels). An image with one "
         f"side over {MAX_IMAGE_ASPECT}x the other is skipped too: it is no field of view, and "
         "scaling it to the quality-control size would take gigabytes."))
+    max_decoded_megapixels: float = Field(5, gt=0, description=(
+        "A folder image over this size (megapixels) is decoded at 1/2, 1/4 or 1/8 of its "
+        "width and height, the least that brings it within this (a JPEG by libjpeg's scaled "
+        "decoding, never whole): a 20 MP camera field (5472x3648) is counted and stored at "
+        "2736x1824, the Pi HQ camera's 12.3 MP at 3 MP, 24-25 MP at 1.5 MP; the detector "
+        "sees 640 px anyway. This keeps a run's peak memory under 300 MB with camera files up "
+        "to 50 MB (8: 24 MP at 6 MP, and up to 336 MB; docs/reliability.md)."))
 
 
 class CameraConfig(_Section):
@@ -269,7 +275,12 @@ class StorageConfig(_Section):
     evidence: bool = Field(True, description="Write an annotated JPEG per field.")
     jpeg_quality: int = Field(85, ge=30, le=100, description="Evidence JPEG quality.")
     min_free_mb: int = Field(200, ge=0, description=(
-        "Refuse to process a field below this free space (MB)."))
+        "Refuse to start a session, or to store a field, below this free space (MB)."))
+    reserve_mb: float = Field(16, ge=0, le=1024, description=(
+        "Room kept allocated in the data dir (the file space.reserve, made before a session "
+        "starts) and released when the disk fills, so that the session can still be closed "
+        "and queued for sync (MB; a payload takes about 1.5 KB per field). A run refuses to "
+        "start while the disk has no room for it. 0: no reserve."))
 
 
 class PrivacyConfig(_Section):

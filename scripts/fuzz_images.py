@@ -6,7 +6,10 @@ appended), bytes flipped near the start, random bytes, and tiny PNGs of any size
 is read as the folder source reads it (`read_image`) and, when it decodes, scored by quality
 control (which once took gigabytes on thin images). Reported: outcomes, tracebacks (any
 exception but the refusals `ValueError`, `OSError`, `cv2.error`), the slowest case, the
-process's peak RSS, and the peak RSS of a real `hemascope run` on a folder of cases.
+process's peak RSS, and the peak RSS of real `hemascope run`s: one on a folder of the first
+cases, one on a folder of camera-size files up to 50 MB (20-25 megapixel PNGs and JPEGs made
+from a real field with sensor-like noise, and a flat 25-megapixel PNG of a few KB); the
+largest of the two is `max_runner_peak_rss_mb` (acceptance: at most 300 MB).
 
   python scripts/fuzz_images.py ../shared/datasets/detection/bccd/JPEGImages \
       --cases 10000 --seed 0 --json docs/bench/fuzz-images.json
@@ -85,6 +88,32 @@ def _thin_png(rng: random.Random) -> bytes:
             + _png_chunk(b"IDAT", idat + squeeze.flush()) + _png_chunk(b"IEND", b""))
 
 
+# (name, width, height, noise sd, JPEG quality or PNG compression): 20-25 MP camera fields
+CAMERA = (("camera-24mp.jpg", 6000, 4000, 30, 100), ("camera-25mp.jpg", 5000, 5000, 40, 100),
+          ("camera-12mp.jpg", 4056, 3040, 10, 95), ("camera-20mp.png", 5472, 3648, 12, 1),
+          ("camera-25mp.png", 5000, 5000, 6, 1), ("flat-25mp.png", 5000, 5000, 0, 9))
+
+
+def camera_files(field: np.ndarray, folder: Path, rng: np.random.Generator) -> list[dict]:
+    """Write the CAMERA files made from `field` (those within 50 MB) into `folder`."""
+    written = []
+    for name, width, height, sd, quality in CAMERA:
+        image = np.zeros((height, width, 3), np.uint8) if name.startswith("flat") else \
+            cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+        if sd:
+            noise = rng.normal(0, sd, image.shape).astype(np.int16)
+            image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        suffix = Path(name).suffix
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix == ".jpg" else \
+            [cv2.IMWRITE_PNG_COMPRESSION, quality]
+        data = cv2.imencode(suffix, image, params)[1].tobytes()
+        if len(data) <= 50 * 2**20:
+            (folder / name).write_bytes(data)
+            written.append({"file": name, "mb": round(len(data) / 2**20, 1),
+                            "megapixels": round(width * height / 1e6, 1)})
+    return written
+
+
 def make_case(rng: random.Random, seeds: dict[str, bytes]) -> tuple[str, str, bytes]:
     """(kind, suffix, bytes) of one random case."""
     suffix = rng.choice(FORMATS)
@@ -119,7 +148,7 @@ MEASURE = ("import os, subprocess, sys\n"
 def run_measured(folder: Path, data_dir: Path, timeout: float) -> dict:
     """`hemascope run` on a folder: exit code, its own peak RSS (MB), seconds."""
     t0 = time.monotonic()
-    log = data_dir.parent / "run.log"  # one line per skipped file
+    log = data_dir.with_name(f"{data_dir.name}.log")  # one line per skipped file
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", MEASURE, sys.executable, "-m", "edge",
                                  "run", "-s", f"folder:{folder}", "--data-dir", str(data_dir)],
@@ -180,15 +209,23 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         if seconds > slowest[0]:
             slowest = (seconds, f"case {i} ({kind}, {suffix}, {len(data)} bytes)")
+    in_process_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    camera_folder = work / "camera"
+    camera_folder.mkdir()
+    camera = camera_files(image, camera_folder, np.random.default_rng(args.seed))
+    runs = {"cases": {"files": min(args.cases, args.runner_cases),
+                      **run_measured(runner_folder, work / "data", timeout=600)},
+            "camera": {"files": camera,
+                       **run_measured(camera_folder, work / "camera-data", timeout=600)}}
     result = {
         "seed": args.seed, "cases": args.cases,
         "tracebacks": len(tracebacks), "traceback_cases": tracebacks[:20],
         "slowest_case_s": round(slowest[0], 3), "slowest_case": slowest[1],
-        "peak_rss_mb_in_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                        / 1024, 1),
+        "peak_rss_mb_in_process": in_process_mb,  # the cases, before the camera files
         "outcomes": dict(sorted(outcomes.items())),
-        "runner": {"files": min(args.cases, args.runner_cases),
-                   **run_measured(runner_folder, work / "data", timeout=600)},
+        "max_runner_peak_rss_mb": max(r.get("peak_rss_mb", float("inf"))
+                                      for r in runs.values()),
+        "runner": runs,
     }
     text = json.dumps(result, indent=1)
     if args.json:

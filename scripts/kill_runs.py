@@ -43,13 +43,15 @@ from edge.storage import layout  # noqa: E402
 from edge.storage.pseudonyms import pseudonym  # noqa: E402
 
 
-def start_run(folder: Path, data_dir: Path, sample: str, log: Path) -> subprocess.Popen:
-    """`hemascope run` on a folder, in a fresh interpreter (this tree's `edge`), its stderr
-    written to `log`."""
+def start_run(folder: Path, data_dir: Path, sample: str, log: Path,
+              extra: list[str] | None = None) -> subprocess.Popen:
+    """`hemascope run` on a folder (and `extra` arguments), in a fresh interpreter (this
+    tree's `edge`), its stderr written to `log`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("w") as fh:
         return subprocess.Popen([sys.executable, "-m", "edge", "run", "-s", f"folder:{folder}",
-                                 "--data-dir", str(data_dir), "--sample", sample],
+                                 "--data-dir", str(data_dir), "--sample", sample,
+                                 *(extra or [])],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=fh)
 
 

@@ -3,7 +3,10 @@
 Every file is checked before it is decoded: a regular file (never a FIFO, device or
 folder), within `source.max_image_mb`, and with a header whose size is within
 `source.max_image_megapixels` and the shape of a field of view. A file that fails any check,
-or does not decode, is reported as `Unreadable` with its reason and the folder goes on.
+or does not decode, is reported as `Unreadable` with its reason and the folder goes on. An
+image over `source.max_decoded_megapixels` is decoded at 1/2, 1/4 or 1/8 of its size on each
+side (a 20-megapixel camera's field at 5 megapixels, still far above the detector's input),
+which bounds a run's memory.
 """
 
 from __future__ import annotations
@@ -24,34 +27,71 @@ from edge.core.frame import Frame, Unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 MB = 2**20
+HEAD_BYTES = 2 * MB  # read to find an image's size; a JPEG's SOF follows its EXIF and ICC
+# Decoded 1/f smaller on each side: JPEG by libjpeg's scaled decoding (the full size is never
+# in memory), other formats decoded whole and then reduced by OpenCV.
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def read_image(path: Path, limits: SourceConfig | None = None) -> np.ndarray:
     """Decode an image file to BGR uint8, or raise ValueError saying why it cannot be used.
     Size and kind are checked from the file system and the header first (`limits`: the
-    profile's `[source]`, defaults when not given), so no input can make decoding large."""
+    profile's `[source]`, defaults when not given), so no input can make decoding large.
+
+    The file's bytes are not held whole while it decodes: only its header (the first
+    HEAD_BYTES; all of it when the header lies further, as a TIFF's may) is read here, and
+    the decoder reads the open file itself (`/proc/self/fd`; the bytes where there is none)."""
     limits = limits or SourceConfig()
-    data = _read_regular_file(path, limits.max_image_mb)
-    if not data:
-        raise ValueError("empty file")
-    kind, width, height = image_size(data)
-    _check_shape(width, height, limits.max_image_megapixels)
-    if kind == "jpeg" and b"\xff\xd9" not in data[-4096:]:
-        # libjpeg decodes a truncated JPEG with a grey lower part; counting it would be wrong.
-        raise ValueError("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    fd, size = _open_regular_file(path, limits.max_image_mb)
+    try:
+        if size == 0:
+            raise ValueError("empty file")
+        data = os.pread(fd, HEAD_BYTES, 0)
+        try:
+            kind, width, height = image_size(data)
+        except ValueError:
+            if size <= HEAD_BYTES:
+                raise
+            data = _read_whole(fd, size)
+            kind, width, height = image_size(data)
+        _check_shape(width, height, limits.max_image_megapixels)
+        if kind == "jpeg" and b"\xff\xd9" not in os.pread(fd, 4096, max(0, size - 4096)):
+            # libjpeg decodes a truncated JPEG with a grey lower part: counting it is wrong
+            raise ValueError("truncated JPEG (no end-of-image marker)")
+        factor = reduction(width, height, limits.max_decoded_megapixels)
+        image = _decode(fd, size, data, _REDUCED[factor])
+    finally:
+        os.close(fd)
     if image is None:
         raise ValueError("not a decodable image")
-    if kind == "jpeg" and _ends_in_decoder_fill(image):
+    if kind == "jpeg" and _ends_in_decoder_fill(image, factor):
         raise ValueError("truncated JPEG (its image data ends early; the decoder filled the "
                          "rest with grey)")
     return image
 
 
-def _read_regular_file(path: Path, max_mb: float) -> bytes:
-    """The bytes of a regular file of at most `max_mb`; anything else is a ValueError.
-    Checked before opening (a FIFO would block, a link to /dev/zero never ends), and again on
-    the open descriptor, opened non-blocking, in case the path was swapped in between."""
+def _decode(fd: int, size: int, data: bytes, flags: int) -> np.ndarray | None:
+    """The open file decoded: by OpenCV from the descriptor's path, or from its bytes."""
+    if Path(f"/proc/self/fd/{fd}").exists():
+        return cv2.imread(f"/proc/self/fd/{fd}", flags)
+    if len(data) < size:
+        data = _read_whole(fd, size)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    data = os.pread(fd, size + 1, 0)
+    if len(data) > size:
+        raise ValueError("file grew while being read")
+    return data
+
+
+def _open_regular_file(path: Path, max_mb: float) -> tuple[int, int]:
+    """(descriptor, size) of a regular file of at most `max_mb`; anything else is a
+    ValueError. Checked before opening (a FIFO would block, a link to /dev/zero never ends),
+    and again on the open descriptor, opened non-blocking, in case the path was swapped in
+    between."""
     max_bytes = int(max_mb * MB)
     info = os.stat(path)  # follows links: a link to /dev/zero is a device
     if not stat.S_ISREG(info.st_mode):
@@ -61,13 +101,12 @@ def _read_regular_file(path: Path, max_mb: float) -> bytes:
                          f"{max_mb:g} MB limit (raise source.max_image_mb if it is a "
                          "real field)")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file (replaced while being read)")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"file grew over the {max_mb:g} MB limit while being read")
-    return data
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode) or opened.st_size > max_bytes:
+        os.close(fd)
+        raise ValueError("not a regular file of at most "
+                         f"{max_mb:g} MB (replaced while being read)")
+    return fd, opened.st_size
 
 
 def _kind_of(mode: int) -> str:
@@ -89,7 +128,13 @@ def _check_shape(width: int, height: int, max_megapixels: float) -> None:
                          f"{MAX_IMAGE_ASPECT}x the other)")
 
 
-def _ends_in_decoder_fill(image: np.ndarray) -> bool:
+def reduction(width: int, height: int, max_megapixels: float) -> int:
+    """The factor (1, 2, 4 or 8) an image is decoded smaller by on each side: the least that
+    brings it within `max_megapixels` (8 when none does)."""
+    return next((f for f in (1, 2, 4) if width * height / f**2 <= max_megapixels * 1e6), 8)
+
+
+def _ends_in_decoder_fill(image: np.ndarray, factor: int = 1) -> bool:
     """True when the last block of a decoded JPEG is libjpeg's fill for missing data.
 
     When a scan's entropy-coded data ends early (a truncated file, even with an end marker
@@ -100,7 +145,9 @@ def _ends_in_decoder_fill(image: np.ndarray) -> bool:
     grey too is not called truncated: it is blank there (a flat test card), and quality
     control judges it.
     """
-    return bool((image[-8:, -8:] == 128).all() and not (image[:8, :8] == 128).all())
+    block = max(1, 8 // factor)  # a JPEG decoded 1/factor smaller has blocks 8/factor wide
+    return bool((image[-block:, -block:] == 128).all()
+                and not (image[:block, :block] == 128).all())
 
 
 class FolderSource:

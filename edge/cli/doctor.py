@@ -16,6 +16,7 @@ from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
 from edge.core.labels import DETECTOR_CLASSES
 from edge.storage import layout
+from edge.storage.space import reserve_missing_mb
 from edge.storage.store import inspect_database, recorded_digests
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -181,11 +182,14 @@ def check_disk(profile: Profile) -> Check:
     data_dir = profile.storage.data_dir
     probe = data_dir if data_dir.exists() else next(p for p in data_dir.parents if p.exists())
     free_mb = shutil.disk_usage(probe).free / 2**20
-    need = profile.storage.min_free_mb
+    storage = profile.storage  # what a run needs to start (edge.storage.space)
+    need = (reserve_missing_mb(data_dir, storage.reserve_mb)
+            + max(storage.min_free_mb, storage.reserve_mb))
     if free_mb < need:
-        return Check("disk", FAIL, f"{free_mb:.0f} MB free in {probe}, {need} MB needed",
-                     "free space, or sync and archive old sessions")
-    return Check("disk", OK, f"{free_mb:.0f} MB free in {probe} (minimum {need} MB)")
+        return Check("disk", FAIL, f"{free_mb:.1f} MB free in {probe}, {need:.1f} MB needed to "
+                     "start a run (storage.min_free_mb; storage.reserve_mb kept in reserve and "
+                     "free beside it)", "free space, or sync and archive old sessions")
+    return Check("disk", OK, f"{free_mb:.0f} MB free in {probe} (a run needs {need:.0f} MB)")
 
 
 def check_database(profile: Profile) -> Check:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
@@ -209,15 +211,20 @@ def run(
       hemascope run -p firmware_config/profiles/rpi5-cpu.toml -s camera:0 --settle --sample S-0043
     """
     from edge.capture.sources import LimitedSource, is_live, open_source
+    from edge.core.memory import release_freed_memory_early
     from edge.inference.detector import Detector
     from edge.pipeline.runner import FieldOutcome, Runner
     from edge.pipeline.second_stage import FieldClassifiers
     from edge.report.documents import Targets
     from edge.report.summary import session_summary
 
+    release_freed_memory_early()  # a large field's memory goes back when it is freed
     prof = load_with_data_dir(profile, data_dir)
-    detector = Detector.from_config(prof.model, prof.backend, prof.thresholds, prof.signatures)
-    classifiers = FieldClassifiers(prof.classifiers, detector.classes, prof.signatures.trusted())
+    with _stop.while_loading():  # a stop now ends the command once the models are loaded
+        detector = Detector.from_config(prof.model, prof.backend, prof.thresholds,
+                                        prof.signatures)
+        classifiers = FieldClassifiers(prof.classifiers, detector.classes,
+                                       prof.signatures.trusted())
     spec = source or prof.source.default
     src = open_source(spec, prof.source, prof.camera, prof.picamera)
     if prof.source.settle if settle is None else settle:
@@ -417,14 +424,39 @@ def _add_plugins(argv: list[str]) -> None:
             app.command(ep.name)(obj)
 
 
-def _stop(signum: int, _frame: object) -> None:
-    """SIGTERM (`systemctl stop`) and SIGHUP (terminal closed) end a command as Ctrl-C does."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class _Stop:
+    """SIGTERM (`systemctl stop`) and SIGHUP (terminal closed) end a command as Ctrl-C does,
+    except while the models load (`while_loading`): onnxruntime turns an exception raised
+    inside its native initialisation into 'ImportError: initialization failed', so a stop
+    that comes then (Ctrl-C too) takes effect once they are loaded, before any session."""
+
+    def __init__(self) -> None:
+        self.loading = False
+        self.pending: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.loading:
+            self.pending = signum
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextmanager
+    def while_loading(self) -> Iterator[None]:
+        self.loading = True
+        try:
+            yield
+        finally:
+            self.loading = False
+        if self.pending is not None:
+            raise KeyboardInterrupt(signal.Signals(self.pending).name)
+
+
+_stop = _Stop()
 
 
 def main() -> None:
     try:
-        for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), _stop)
         _add_plugins(sys.argv[1:])

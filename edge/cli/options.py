@@ -33,11 +33,17 @@ def load_with_data_dir(path: Path | None, data_dir: Path | None) -> Profile:
 def open_store(data_dir: Path) -> Store:
     """The device store, after closing the sessions a stopped process left running (said on
     stderr): what `run`, `sessions`, `report` and `sync` start with."""
+    from edge.core.errors import DiskFull
     from edge.pipeline.recovery import recover_sessions
     from edge.storage.store import Store
 
     store = Store.open(data_dir)
-    recovery = recover_sessions(store)
+    try:
+        recovery = recover_sessions(store)
+    except DiskFull as exc:  # what is stored can still be read; a run refuses to start
+        err.print(f"warning: sessions left running by a stopped process could not be closed: "
+                  f"{exc.problem} — {exc.fix}", markup=False, highlight=False)
+        return store
     if recovery.sessions:
         err.print(f"recovered {len(recovery.sessions)} sessions left running by a stopped "
                   f"process ({', '.join(s[:12] for s in recovery.sessions)}): marked "

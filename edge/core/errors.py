@@ -8,3 +8,11 @@ class HemascopeError(Exception):
         super().__init__(f"{problem} — {fix}")
         self.problem = problem
         self.fix = fix
+
+
+class DiskFull(HemascopeError):
+    """No room left on the data dir's disk: stored data is safe, new data cannot be stored."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem, "free space on that disk (sync, then archive old sessions "
+                                  "and evidence) and run again; stored fields are safe")

@@ -24,9 +24,9 @@ def _banner(image: np.ndarray, text: str, row: int, colour: tuple[int, int, int]
 
 def annotate(image: np.ndarray, det: Detections | None, classes: list[str],
              rejected: str | None = None, labels: dict[int, str] | None = None) -> np.ndarray:
-    """Boxes and counts drawn on a copy of the field, each classified white cell named above
-    its box; a rejected field says why, in red."""
-    out = image.copy()
+    """Boxes and counts drawn on the field itself (no copy: the caller's last use of it),
+    each classified white cell named above its box; a rejected field says why, in red."""
+    out = image
     if det is not None:
         for i, (box, cid) in enumerate(zip(det.xyxy.astype(int), det.class_id, strict=True)):
             colour = _COLOURS[int(cid) % len(_COLOURS)]

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.core.labels import SessionStatus
-from edge.core.processes import is_alive
+from edge.core.processes import ProcessId, is_alive
 from edge.storage import audit, layout
+from edge.storage.space import with_reserve
 from edge.storage.store import Store
 from edge.sync.payload import outbox
 
@@ -50,25 +51,34 @@ def orphan_files(data_dir: Path, session_id: str, stored: set[int]) -> list[Path
 def recover_sessions(store: Store) -> Recovery:
     """Close every running session whose process is gone: status 'interrupted', ended at its
     last stored activity, payload queued, orphan files removed (all before the commit, so a
-    recovery killed half way is done again next time), and a `session.recovered` audit event."""
+    recovery killed half way is done again next time), and a `session.recovered` audit event.
+    On a full disk the space reserve is released to make room (`edge.storage.space`)."""
     closed: list[str] = []
     removed = 0
     for session_id, owner in store.running_sessions():
         if owner is not None and is_alive(owner):
             continue
-        with store.transaction():
-            if store.session(session_id).status is not SessionStatus.RUNNING:
-                continue  # closed meanwhile by another command
-            orphans = orphan_files(store.data_dir, session_id, store.field_indexes(session_id))
-            for path in orphans:
-                path.unlink(missing_ok=True)
-            removed += len(orphans)
-            ended_at = store.last_activity(session_id)
-            store.end_session(session_id, SessionStatus.INTERRUPTED, ended_at)
-            outbox(store).enqueue(session_id)
-            audit.record(store, "session.recovered", {
-                "session": session_id, "ended_at": ended_at,
-                "fields": len(store.field_indexes(session_id)), "orphan_files": len(orphans),
-                "owner_pid": owner.pid if owner is not None else None})
-        closed.append(session_id)
+        orphans = with_reserve(store.data_dir, lambda s=session_id, o=owner: _close(store, s, o))
+        if orphans is not None:
+            removed += orphans
+            closed.append(session_id)
     return Recovery(closed, removed)
+
+
+def _close(store: Store, session_id: str, owner: ProcessId | None) -> int | None:
+    """Close one stopped session in one transaction; the orphan files removed, or None when
+    another command closed it meanwhile."""
+    with store.transaction():
+        if store.session(session_id).status is not SessionStatus.RUNNING:
+            return None
+        orphans = orphan_files(store.data_dir, session_id, store.field_indexes(session_id))
+        for path in orphans:
+            path.unlink(missing_ok=True)
+        ended_at = store.last_activity(session_id)
+        store.end_session(session_id, SessionStatus.INTERRUPTED, ended_at)
+        outbox(store).enqueue(session_id)
+        audit.record(store, "session.recovered", {
+            "session": session_id, "ended_at": ended_at,
+            "fields": len(store.field_indexes(session_id)), "orphan_files": len(orphans),
+            "owner_pid": owner.pid if owner is not None else None})
+    return len(orphans)

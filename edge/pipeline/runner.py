@@ -17,7 +17,7 @@ from dataclasses import replace
 from edge.capture.sources import Source
 from edge.clinical.stop_rule import Mode, StopRule
 from edge.config import Profile
-from edge.core.errors import HemascopeError
+from edge.core.errors import DiskFull, HemascopeError
 from edge.core.labels import SessionStatus
 from edge.inference.detector import Detector
 from edge.pipeline import telemetry
@@ -35,6 +35,7 @@ from edge.pipeline.steps import (
     render_field,
     stop_tally,
 )
+from edge.storage.space import check_room_to_start, release_reserve, with_reserve
 from edge.storage.store import Store
 
 OnField = Callable[[str, FieldOutcome], None]
@@ -107,13 +108,18 @@ class Runner:
         the session ends at the field that reached it), and return its id. `on_field` gets
         every stored field with the protocol's progress after it.
 
-        If the run stops early (error, Ctrl-C, camera gone), every field finished before the
-        stop is still stored (only the fields in hand at that moment, in the detector or being
-        read, are dropped, never half stored), the session is marked 'interrupted' and the
-        error is raised. SIGTERM and SIGHUP do the same as Ctrl-C in the `hemascope` command
-        (`edge.cli.main`); a session whose process was killed outright is closed by the next
-        command (`edge.pipeline.recovery`).
+        Before the session is created, the space reserve is made (`edge.storage.space`) and
+        the disk must have `storage.min_free_mb` and `storage.reserve_mb` free beside it, or
+        DiskFull is raised and no session exists. If the run stops early (error, Ctrl-C,
+        camera gone, a full disk: the reserve is released to make room to close the session),
+        every field finished before the stop is still stored (only the fields in hand at that
+        moment, in the detector or being read, are dropped, never half stored), the session
+        is marked 'interrupted' and the error is raised. SIGTERM and SIGHUP do the same as
+        Ctrl-C in the `hemascope` command (`edge.cli.main`); a session whose process was
+        killed outright is closed by the next command (`edge.pipeline.recovery`).
         """
+        data_dir, storage = self.store.data_dir, self.profile.storage
+        check_room_to_start(data_dir, storage.min_free_mb, storage.reserve_mb)  # before anything
         session_id = start_session(self.store, self.profile, source.name, self.detector,
                                    self.classifiers, sample_id, operator)
         status = SessionStatus.INTERRUPTED
@@ -128,11 +134,14 @@ class Runner:
             if self.classifiers is not None and self.classifiers.wbc is not None:
                 check_stain(self.store, session_id, self.classifiers.wbc)
             status = SessionStatus.FINISHED
+        except DiskFull:  # the reserve makes room to close it; a run starts again with room
+            release_reserve(data_dir)
+            raise
         finally:
             try:
                 self.store.add_telemetry(session_id, telemetry.snapshot())
-            finally:  # a failed snapshot must not leave the session 'running'
-                finish_session(self.store, session_id, status)
+            finally:  # a failed snapshot (a full disk) must not leave the session 'running'
+                with_reserve(data_dir, lambda: finish_session(self.store, session_id, status))
         return session_id
 
 

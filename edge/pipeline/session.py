@@ -34,9 +34,9 @@ def start_session(store: Store, profile: Profile, source_name: str, detector: De
     """Record a running session (the profile, source and every model it counts with, the
     detector's digest over model and manifest) and, in the same transaction, its audit
     events: the profile when it changed, the start, and each model loaded with its digest."""
-    sample_id, operator = stored_ids(store, profile, sample_id, operator)
     models = classifiers.models() if classifiers is not None else []
-    with store.transaction():
+    with store.transaction():  # a full disk met here (even by a new device secret): no session
+        sample_id, operator = stored_ids(store, profile, sample_id, operator)
         session_id = store.start_session(
             sample_id=sample_id, operator=operator, profile_name=profile.device.name,
             profile_json=profile.model_dump_json(), source=source_name,

@@ -8,7 +8,6 @@ checks, the WBC differential), `render_field` (the record and its encoded image 
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ import numpy as np
 from edge.clinical.stop_rule import FieldResult, Progress
 from edge.config import QCConfig, StorageConfig
 from edge.core.detections import Detections
-from edge.core.errors import HemascopeError
+from edge.core.errors import DiskFull
 from edge.core.files import private_dir, write_bytes_atomic
 from edge.core.frame import Frame, Unreadable
 from edge.core.labels import NOT_WHITE_CELLS, RBC, FieldStatus
@@ -31,6 +30,7 @@ from edge.pipeline.qc import DuplicateGuard, QCResult, assess_cells, assess_imag
 from edge.pipeline.scale import detect_at_training_scale
 from edge.pipeline.second_stage import FieldClassifiers, FieldLabels, Subtype
 from edge.storage import layout
+from edge.storage.space import check_free_space, disk_full, is_disk_full
 from edge.storage.store import Store
 
 
@@ -169,24 +169,24 @@ def _files(job: FieldJob, frame: Frame, ctx: FieldContext, reason: str | None
     input) and the encoded files. What each classifier saw is kept as lossless PNG, so that
     `hemascope explain` reproduces the stored scores exactly; only when evidence is on."""
     keep, labels, sid = ctx.storage.evidence, job.labels, ctx.session_id
-    detections = job.result.detections if job.result is not None else None
     files: list[tuple[str, bytes]] = []
+    cells: dict[int, tuple[str, float, str | None]] | None = None
+    if labels is not None:
+        cells = {}
+        for c in labels.cells:
+            rel = layout.cell_input(sid, frame.index, c.cell) if keep else None
+            if rel is not None:
+                files.append((rel, _png(c.model_input)))
+            cells[c.cell] = (c.label, c.score, rel)
+        if keep and labels.subtype_input is not None:
+            files.append((layout.field_input(sid, frame.index), _png(labels.subtype_input)))
     evidence = layout.field_image(sid, frame.index) if keep else None
-    if evidence is not None:
+    if evidence is not None:  # the field's last use: drawn on in place, never copied
+        detections = job.result.detections if job.result is not None else None
         names = {c.cell: c.label for c in labels.cells} if labels is not None else None
-        files.append((evidence, encode_image(
+        files.insert(0, (evidence, encode_image(
             ".jpg", annotate(frame.image, detections, ctx.classes, reason, names),
             ctx.storage.jpeg_quality)))
-    if labels is None:
-        return evidence, None, files
-    cells: dict[int, tuple[str, float, str | None]] = {}
-    for c in labels.cells:
-        rel = layout.cell_input(sid, frame.index, c.cell) if keep else None
-        if rel is not None:
-            files.append((rel, _png(c.model_input)))
-        cells[c.cell] = (c.label, c.score, rel)
-    if keep and labels.subtype_input is not None:
-        files.append((layout.field_input(sid, frame.index), _png(labels.subtype_input)))
     return evidence, cells, files
 
 
@@ -218,17 +218,9 @@ def render_field(job: FieldJob, ctx: FieldContext) -> RenderedField:
                          counts_by_class(item.truth, ctx.classes) if counted else None)
 
 
-def check_free_space(data_dir: Path, min_free_mb: int) -> None:
-    free_mb = shutil.disk_usage(data_dir).free / 2**20
-    if free_mb < min_free_mb:
-        raise HemascopeError(
-            f"only {free_mb:.0f} MB free in {data_dir} (minimum {min_free_mb} MB)",
-            "free space or sync and archive old sessions; stored fields are safe")
-
-
 def commit_field(store: Store, field: RenderedField, ctx: FieldContext) -> FieldOutcome:
     """Write the field's image files and commit its record in one transaction; if that
-    fails, no file of the field is left behind."""
+    fails, no file of the field is left behind (a full disk is DiskFull)."""
     check_free_space(store.data_dir, ctx.storage.min_free_mb)
     record = field.record
     written: list[Path] = []
@@ -238,9 +230,11 @@ def commit_field(store: Store, field: RenderedField, ctx: FieldContext) -> Field
             private_dir(written[-1].parent)
             write_bytes_atomic(written[-1], data, mode=0o600)
         store.add_field(ctx.session_id, ctx.model_sha256, ctx.classes, record)
-    except BaseException:
+    except BaseException as exc:
         for path in written:  # no orphan evidence for a field that was not stored
             path.unlink(missing_ok=True)
+        if is_disk_full(exc) and not isinstance(exc, DiskFull):
+            raise disk_full(store.data_dir) from None
         raise
     return FieldOutcome(record.idx, record.origin, record.status, record.reason,
                         counts_by_class(record.detections, ctx.classes),

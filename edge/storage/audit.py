@@ -20,6 +20,7 @@ an `audit.mismatch` event and goes on from the log's end, so the evidence stays 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now
 from edge.storage import layout
+from edge.storage.space import disk_full, is_disk_full
 from edge.storage.store import Store
 
 GENESIS = "0" * 64
@@ -140,9 +142,11 @@ def _mismatch(head: tuple[int, str] | None, last: Event | None, readable: bool) 
 def _write(path: Path, prev_seq: int, prev: str, kind: str, details: dict[str, Any]) -> Event:
     seq, at = prev_seq + 1, utc_now()
     event = Event(seq, at, kind, details, prev, event_hash(seq, at, kind, details, prev))
+    line = _canonical(asdict(event)) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, _canonical(asdict(event)) + b"\n")
+        if os.write(fd, line) < len(line):  # a full disk: the torn line is cut off next time
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -173,6 +177,8 @@ def record(store: Store, kind: str, details: dict[str, Any]) -> Event:
             _set_state(conn, "seq", str(event.seq))
             _set_state(conn, "hash", event.hash)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(store.data_dir) from None
         raise HemascopeError(f"cannot write the audit log {path} ({exc.strerror})",
                              "free space, or fix the permissions of the data dir; nothing "
                              "was stored") from None

@@ -1,5 +1,5 @@
-"""Where files live under the data dir: the database, the audit log, the device secret and
-each session's evidence files.
+"""Where files live under the data dir: the database, the audit log, the device secret, the
+space reserve and each session's evidence files.
 
 Paths are relative to the data dir (as stored in the database) and read
 `evidence/SESSION/NNNNN.jpg` (annotated field), `NNNNN-cellKKK.png` (a white cell as the
@@ -11,6 +11,7 @@ from __future__ import annotations
 DATABASE = "hemascope.db"
 AUDIT_LOG = "audit.jsonl"  # the hash-chained event log (`edge.storage.audit`)
 DEVICE_SECRET = "device.secret"  # the key of the device's pseudonyms (edge.storage.pseudonyms)
+RESERVE = "space.reserve"  # room kept to close a session on a full disk (edge.storage.space)
 
 
 def evidence_dir(session_id: str) -> str:

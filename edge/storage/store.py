@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.core.errors import HemascopeError
+from edge.core.errors import DiskFull, HemascopeError
 from edge.core.files import private_dir, private_file, utc_now
 from edge.core.labels import FieldStatus, SessionStatus
 from edge.core.processes import ProcessId, this_process
@@ -34,6 +34,7 @@ from edge.core.records import (
     StoredField,
 )
 from edge.storage import layout
+from edge.storage.space import disk_full, is_disk_full
 
 SCHEMA_VERSION = 3
 TIMED_STEPS = ("decode", "preprocess", "infer", "postprocess", "classify")  # *_ms columns
@@ -241,6 +242,8 @@ class Store:
             probe.unlink()
             _make_private(data_dir / layout.DATABASE)
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(data_dir) from None
             raise HemascopeError(
                 f"data dir {data_dir} is not writable ({exc.strerror})",
                 "set storage.data_dir in the profile to a writable folder, or fix its permissions",
@@ -271,7 +274,8 @@ class Store:
             _upgrade_from_v2(conn)
         conn.executescript(_SCHEMA)
         _add_columns(conn)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version != SCHEMA_VERSION:  # a write: none on a full disk's existing database
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return cls(conn, data_dir)
 
     def close(self) -> None:
@@ -279,15 +283,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (nothing half-written)."""
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (nothing half-written). A full
+        disk, met by SQLite or by a file written inside, is raised as DiskFull."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
             if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
                 self.conn.execute("ROLLBACK")
+            if is_disk_full(exc) and not isinstance(exc, DiskFull):
+                raise disk_full(self.data_dir) from None
             raise
-        self.conn.execute("COMMIT")
 
     @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
@@ -380,8 +387,9 @@ class Store:
                          for i, (box, c, s) in enumerate(zip(det.xyxy, det.class_id,
                                                              det.confidence, strict=True))],
                     )
-        except sqlite3.OperationalError as exc:
-            raise _storage_error(exc, self.data_dir) from None
+        except sqlite3.OperationalError as exc:  # a full disk is DiskFull (`transaction`)
+            raise HemascopeError(f"database error in {self.data_dir}: {exc}",
+                                 "run `hemascope doctor`; stored fields are safe") from None
         return field_id
 
     def end_session(self, session_id: str, status: SessionStatus,
@@ -607,12 +615,3 @@ def _upgrade_from_v2(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _storage_error(exc: sqlite3.OperationalError, data_dir: Path) -> HemascopeError:
-    msg = str(exc)
-    if "full" in msg:
-        return HemascopeError(f"disk full while storing a field in {data_dir}",
-                              "free space or sync and archive old sessions; stored fields are safe")
-    return HemascopeError(f"database error in {data_dir}: {msg}",
-                          "run `hemascope doctor`; stored fields are safe")

@@ -89,3 +89,34 @@ def test_a_hostile_folder_is_run_in_bounded_memory(tmp_path, datasets):
     assert all(f["reason"].startswith("unreadable image: ") for f in skipped)
     assert report["fields_counted"] + report["fields_rejected"] == 2
     assert rss < PEAK_RSS_MB, f"peak RSS {rss:.0f} MB"
+
+
+def test_camera_size_fields_are_decoded_smaller_in_bounded_memory(tmp_path, datasets):
+    """A 24-megapixel JPEG and a 20-megapixel PNG (sensor-like noise, as a camera writes
+    them): decoded at 1/4 and 1/2 of their width and height (`source.max_decoded_megapixels`
+    = 5), counted, and the run's peak RSS under the issue's bound (a 24 MP JPEG alone took
+    328 MB)."""
+    import cv2
+    import numpy as np
+
+    field = cv2.imread(str(sorted((datasets / "detection" / "bccd" / "JPEGImages")
+                                  .glob("*.jpg"))[0]))
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for name, (width, height) in (("a-24mp.jpg", (6000, 4000)), ("b-20mp.png", (5472, 3648))):
+        image = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+        image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if name.endswith(".jpg") else \
+            [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        assert cv2.imwrite(str(folder / name), image, params)
+        del image
+    code, rss, report = _report(tmp_path, folder)
+    assert code == 0
+    from edge.storage.store import Store
+
+    stored = Store.open(tmp_path / "data").fields(report["session_id"])
+    sizes = {Path(f.origin).name: (f.width, f.height) for f in stored}
+    assert sizes == {"a-24mp.jpg": (1500, 1000), "b-20mp.png": (2736, 1824)}
+    assert report["fields_counted"] >= 1
+    assert rss < PEAK_RSS_MB, f"peak RSS {rss:.0f} MB"

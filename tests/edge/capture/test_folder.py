@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.capture.folder import FolderSource, read_image
+from edge.capture.folder import FolderSource, read_image, reduction
 from edge.capture.image_header import image_size
 from edge.capture.sources import open_source
 from edge.config import SourceConfig
@@ -95,3 +95,24 @@ def test_a_truncated_jpeg_with_an_end_marker_appended_is_unreadable(tmp_path, da
     assert "truncated JPEG (its image data ends early" in reasons["cut.jpg"]
     assert reasons["whole.jpg"] is None
     assert read_image(real).shape == (480, 640, 3)
+
+
+def test_large_images_are_decoded_smaller_by_the_least_factor():
+    assert reduction(640, 480, 8) == 1
+    assert reduction(4000, 2000, 8) == 1  # exactly 8 megapixels
+    assert reduction(6000, 4000, 8) == 2  # 24 MP -> 6 MP
+    assert reduction(5000, 5000, 6) == 4  # 6.25 MP at 1/2 is still over 6
+    assert reduction(40000, 40000, 1) == 8  # nothing brings it within: the least memory
+
+
+def test_a_truncated_jpeg_is_refused_when_decoded_smaller(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2400, 3200, 3), np.uint8)
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+    whole.write_bytes(data)
+    cut.write_bytes(data[:int(len(data) * 0.97)] + b"\xff\xd9")
+    limits = SourceConfig(max_decoded_megapixels=2)  # 7.7 MP -> 1/2 -> 1.9 MP
+    assert read_image(whole, limits).shape == (1200, 1600, 3)
+    with pytest.raises(ValueError, match="truncated JPEG"):
+        read_image(cut, limits)
