@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import (
@@ -29,6 +29,7 @@ from edge.clinical.estimates import REFERENCE_RBC_PER_UL
 from edge.clinical.flags import Thresholds
 from edge.clinical.stop_rule import Mode, Protocol
 from edge.core.errors import HemascopeError
+from edge.core.files import read_regular_file
 
 MODELS_DIR = Path(__file__).parent / "models"
 BUNDLED_DETECTOR = MODELS_DIR / "detector.onnx"
@@ -37,30 +38,40 @@ BUNDLED_ALL_CLASSIFIER = MODELS_DIR / "all-subtype.onnx"
 QC_WORK_SIDE = 240  # short side (px) of the image the quality scores are computed on
 MAX_CELL_DENSITY = 2.8  # twice the densest TXL-PBC val field (1.40), see docs/qc.md
 MAX_IMAGE_ASPECT = 8  # long side / short side: cameras are 1:1 to 16:9, a 2x2 mosaic the same
+# Sane ranges of profile numbers: a value past them is a typo or an attack (onnxruntime
+# crashes with 100000 threads; an int over 2**63 overflows C; inf never ends a wait).
+MAX_THREADS = 256
+MAX_FIELDS = 100_000  # fields of one session
+MAX_IMAGE_SIDE = 16384  # pixels
+MAX_PROFILE_BYTES = 2**20  # the shipped profiles are 1-4 KB
+MAX_PROFILE_DEPTH = 8  # tables and arrays within each other; profiles use 3
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DeviceConfig(_Section):
-    name: str = Field("workstation-dev", description="Profile name, stored with every session.")
+    name: str = Field("workstation-dev", min_length=1, max_length=100,
+                      description="Profile name, stored with every session.")
 
 
 class SourceConfig(_Section):
-    default: str = Field("synthetic", description=(
+    default: str = Field("synthetic", max_length=4096, description=(
         "Source used when `hemascope run` gets no --source: synthetic, folder:PATH, "
         "video:PATH or camera:INDEX."))
-    synthetic_fields: int = Field(20, ge=1, description="Fields a synthetic source renders.")
-    synthetic_seed: int = Field(0, description="Seed of the synthetic renderer.")
+    synthetic_fields: int = Field(20, ge=1, le=MAX_FIELDS,
+        description="Fields a synthetic source renders.")
+    synthetic_seed: int = Field(0, ge=0, le=2**32 - 1,
+        description="Seed of the synthetic renderer.")
     settle: bool = Field(False, description=(
         "Manual scanning: watch the live stream and take one field each time the stage has "
         "moved and settled (see [capture]); `hemascope run --settle` does the same."))
-    max_image_mb: float = Field(50, gt=0, description=(
+    max_image_mb: float = Field(50, gt=0, le=1024, description=(
         "Largest image file a folder source reads (MB); a larger file is skipped with its "
         "reason, before it is read. 50 holds a 20-megapixel camera's PNG or JPEG; an "
         "uncompressed 20-megapixel BMP or TIFF (60 MB) needs more."))
-    max_image_megapixels: float = Field(25, gt=0, description=(
+    max_image_megapixels: float = Field(25, gt=0, le=1000, description=(
         "Largest image a folder source decodes (megapixels, width x height read from the file "
         "header before decoding; a larger one is skipped with its reason). 25 holds the "
         "largest microscope cameras in use (20 MP, 5472x3648; the Pi HQ camera is 12.3 MP) "
@@ -77,27 +88,30 @@ class SourceConfig(_Section):
 
 
 class CameraConfig(_Section):
-    width: int = Field(640, ge=64, description="Requested capture width in pixels.")
-    height: int = Field(480, ge=64, description="Requested capture height in pixels.")
-    fps: float = Field(15, gt=0, description="Requested frame rate.")
-    warmup_frames: int = Field(5, ge=0, description="Frames discarded after opening the camera.")
-    max_fields: int = Field(100, ge=1, description=(
+    width: int = Field(640, ge=64, le=MAX_IMAGE_SIDE,
+        description="Requested capture width in pixels.")
+    height: int = Field(480, ge=64, le=MAX_IMAGE_SIDE,
+        description="Requested capture height in pixels.")
+    fps: float = Field(15, gt=0, le=1000, description="Requested frame rate.")
+    warmup_frames: int = Field(5, ge=0, le=1000,
+        description="Frames discarded after opening the camera.")
+    max_fields: int = Field(100, ge=1, le=MAX_FIELDS, description=(
         "Fields taken from a live camera per session (with --settle: settled fields)."))
-    reconnect_attempts: int = Field(8, ge=0, description=(
+    reconnect_attempts: int = Field(8, ge=0, le=1000, description=(
         "Times a lost camera is reopened before the session stops (stored fields are kept)."))
-    reconnect_backoff_s: float = Field(0.5, gt=0, description=(
+    reconnect_backoff_s: float = Field(0.5, gt=0, le=30, description=(
         "Wait before the first reopen; doubles per failed attempt, up to 30 s."))
 
 
 class PiCameraConfig(_Section):
-    exposure_us: int | None = Field(None, gt=0, description=(
+    exposure_us: int | None = Field(None, gt=0, le=10**9, description=(
         "Fixed exposure time in microseconds; empty: automatic (not advised: fields differ)."))
-    analogue_gain: float | None = Field(None, ge=1.0, description=(
+    analogue_gain: float | None = Field(None, ge=1.0, le=64, description=(
         "Fixed sensor gain; empty: automatic."))
     colour_gains: tuple[float, float] | None = Field(None, description=(
         "Locked white balance (red gain, blue gain), measured once on an empty bright field; "
         "empty: automatic white balance."))
-    lens_position: float | None = Field(None, ge=0, description=(
+    lens_position: float | None = Field(None, ge=0, le=100, description=(
         "Fixed lens position (dioptres) for cameras with a motorised lens; focus is the "
         "microscope stage, so autofocus stays off. Empty: leave the lens alone."))
 
@@ -105,13 +119,13 @@ class PiCameraConfig(_Section):
 class SettleConfig(_Section):
     """When a hand-moved stage counts as settled (the `[capture]` profile section)."""
 
-    motion_threshold: float = Field(1.0, gt=0, description=(
+    motion_threshold: float = Field(1.0, gt=0, le=100, description=(
         "Mean absolute difference between two frames, in percent of the local brightness "
         "(frames shrunk to `downscale_width`, smooth illumination removed), above which the "
         "stage is moving. Checked frame to frame and against the first frame of the still run, "
         "so slow pans are caught too. On a 640x480 smear, sensor noise of sd 2 grey levels "
         "gives about 0.3 and a 3 px shift about 1.2."))
-    still_frames: int = Field(8, ge=2, description=(
+    still_frames: int = Field(8, ge=2, le=1000, description=(
         "Consecutive still frames after which a stop is settled and its field taken "
         "(8: 0.53 s at 15 fps, 0.27 s at 30 fps)."))
     downscale_width: int = Field(80, ge=32, le=640, description=(
@@ -144,7 +158,7 @@ class QCConfig(_Section):
         "Lowest mean colour saturation (HSV S, 0-255): an unstained or washed-out field."))
     max_saturation: float = Field(200, ge=0, le=255, description=(
         "Highest mean colour saturation (HSV S, 0-255): a colour cast or a corrupted frame."))
-    min_cells: int = Field(3, ge=0, description=(
+    min_cells: int = Field(3, ge=0, le=100_000, description=(
         "Fewest detected cells (all classes) in a usable field: fewer is an empty field."))
     max_cell_density: float = Field(MAX_CELL_DENSITY, gt=0, description=(
         "Most detected cells per field area counted in red-cell units (cells x median red-cell "
@@ -162,7 +176,7 @@ class QCConfig(_Section):
 class ModelConfig(_Section):
     detector: Path = Field(BUNDLED_DETECTOR, description=(
         "Detector model file (.onnx); its manifest (.json) must sit beside it."))
-    input_size: int | None = Field(None, ge=32, description=(
+    input_size: int | None = Field(None, ge=32, le=4096, description=(
         "Expected square input size of the detector; the runner refuses a model of another "
         "size. Empty: accept the size in the model manifest."))
 
@@ -217,7 +231,7 @@ class ClassifiersConfig(_Section):
         "blood smears of patients under ALL work-up, with Wright-Giemsa staining."))
     all_model: Path = Field(BUNDLED_ALL_CLASSIFIER, description=(
         "ALL subtype model (.onnx, manifest beside it)."))
-    threads: int = Field(1, ge=0, description=(
+    threads: int = Field(1, ge=0, le=MAX_THREADS, description=(
         "Intra-op threads of each classifier (0: all cores). 1 is fastest in the runner: each "
         "multi-threaded onnxruntime session keeps its own spinning thread pool, and three "
         "of them on two cores made a field 2.3x slower than one thread each."))
@@ -231,7 +245,7 @@ class BackendConfig(_Section):
     delegate: Literal["none", "edgetpu"] = Field("none", description=(
         "Accelerator for litert: edgetpu runs a *_edgetpu.tflite model on a Coral Edge TPU "
         "(needs libedgetpu.so.1)."))
-    threads: int = Field(0, ge=0, description=(
+    threads: int = Field(0, ge=0, le=MAX_THREADS, description=(
         "Intra-op threads of the detector's session (0: one per core, counting the threads "
         "that hand it the fields in flight, which share its pool)."))
     fields_in_flight: int | None = Field(None, ge=1, le=8, validate_default=True, description=(
@@ -274,7 +288,7 @@ class StorageConfig(_Section):
         "Folder for the SQLite database and evidence images."))
     evidence: bool = Field(True, description="Write an annotated JPEG per field.")
     jpeg_quality: int = Field(85, ge=30, le=100, description="Evidence JPEG quality.")
-    min_free_mb: int = Field(200, ge=0, description=(
+    min_free_mb: int = Field(200, ge=0, le=2**30, description=(
         "Refuse to start a session, or to store a field, below this free space (MB)."))
     reserve_mb: float = Field(16, ge=0, le=1024, description=(
         "Room kept allocated in the data dir (the file space.reserve, made before a session "
@@ -292,7 +306,7 @@ class PrivacyConfig(_Section):
 
 
 class SyncConfig(_Section):
-    hub_url: str | None = Field(None, description=(
+    hub_url: str | None = Field(None, max_length=2048, description=(
         "Clinic hub URL, e.g. https://hub.clinic/api; plain http:// only to 127.0.0.1 or "
         "localhost, so the token never crosses a network in clear text. Empty: sync disabled."))
     token_path: Path | None = Field(None, description=(
@@ -301,18 +315,19 @@ class SyncConfig(_Section):
     ca_file: Path | None = Field(None, description=(
         "CA certificate (PEM) that signed the hub's HTTPS certificate; empty: system CAs."))
     batch_size: int = Field(20, ge=1, le=500, description="Payloads per upload request.")
-    batch_max_kb: int = Field(4096, ge=16, description=(
+    batch_max_kb: int = Field(4096, ge=16, le=2**20, description=(
         "Payload bytes per upload request (KB); a larger single payload travels alone."))
-    timeout_s: float = Field(30, gt=0, description="Network timeout of one request (seconds).")
-    retries: int = Field(8, ge=0, description=(
+    timeout_s: float = Field(30, gt=0, le=3600,
+        description="Network timeout of one request (seconds).")
+    retries: int = Field(8, ge=0, le=1000, description=(
         "Failed attempts in a row before `hemascope sync` stops; payloads stay pending."))
-    backoff_s: float = Field(1.0, gt=0, description=(
+    backoff_s: float = Field(1.0, gt=0, le=3600, description=(
         "Delay before the first retry; doubles per failure, with random jitter."))
-    backoff_max_s: float = Field(60, gt=0, description="Longest delay between retries.")
+    backoff_max_s: float = Field(60, gt=0, le=86400, description="Longest delay between retries.")
     evidence: bool = Field(False, description=(
         "Include the annotated evidence JPEGs in session payloads (read from the profile the "
         "session ran with, when it is finished)."))
-    evidence_max_kb: int = Field(512, ge=1, description=(
+    evidence_max_kb: int = Field(512, ge=1, le=2**20, description=(
         "Evidence bytes per session payload (KB); images past it are listed as omitted."))
 
 
@@ -354,7 +369,7 @@ class FlagsConfig(_Section):
     blasts_high_percent: float = Field(_T.blasts_high_percent, gt=0, le=100, description=(
         "Blasts at or above this share (%; the WHO threshold for acute leukaemia); only with a "
         "differential model that has a blast class."))
-    min_fields: int = Field(_T.min_fields, ge=1, description=(
+    min_fields: int = Field(_T.min_fields, ge=1, le=MAX_FIELDS, description=(
         "Too few fields: fewer accepted fields than this make the estimates unreliable."))
 
     def thresholds(self) -> Thresholds:
@@ -373,10 +388,10 @@ class ProtocolConfig(_Section):
     white_cells: Literal[100, 200, 400] = Field(200, description=(
         "Differential target: classified white cells (100, 200 or 400). The run stops at the "
         "first accepted field that brings the count to it."))
-    fields: int | None = Field(None, ge=1, description=(
+    fields: int | None = Field(None, ge=1, le=MAX_FIELDS, description=(
         "Accepted fields a cbc or all-screen session counts before it stops (the issue's ALL "
         "work-up: 10-30); empty: every field the source gives."))
-    max_fields: int | None = Field(None, ge=1, description=(
+    max_fields: int | None = Field(None, ge=1, le=MAX_FIELDS, description=(
         "Field limit in every mode: stop after this many accepted fields even if the target is "
         "not reached. Fields rejected by quality control or unreadable never count towards any "
         "stop; a live camera also stops at camera.max_fields fields taken, rejected or not."))
@@ -392,7 +407,7 @@ class ProtocolConfig(_Section):
     platelet_field_factor: float | None = Field(None, gt=0, description=(
         "Platelets per µL per platelet seen per field, from this device's calibration, like "
         "`wbc_field_factor`. Empty: the red-cell ratio estimate."))
-    field_factor_source: str | None = Field(None, min_length=1, description=(
+    field_factor_source: str | None = Field(None, min_length=1, max_length=500, description=(
         "Where the field factors come from (e.g. 'calibrated 2027-01-12 on 20 smears against "
         "the district analyser'); required with a factor, printed with every estimate."))
     reference_rbc_per_ul: float = Field(REFERENCE_RBC_PER_UL, gt=0, description=(
@@ -458,19 +473,13 @@ def _close_key(loc: tuple[int | str, ...]) -> str | None:
 def load_profile(path: Path | None) -> Profile:
     """Load and validate a profile; None gives the built-in workstation-dev defaults.
 
-    Relative paths inside the file are resolved against the file's folder.
+    The file must be a regular UTF-8 TOML file of at most `MAX_PROFILE_BYTES`, nested at most
+    `MAX_PROFILE_DEPTH` deep; anything wrong with it is one HemascopeError. Relative paths
+    inside the file are resolved against the file's folder.
     """
     if path is None:
         return Profile()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise HemascopeError(f"profile not found: {path}",
-                             "pass an existing file, e.g. firmware_config/profiles/"
-                             "workstation-dev.toml") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HemascopeError(f"profile {path} is not valid TOML: {exc}",
-                             "fix the syntax at that line") from None
+    data = _read_toml(path)
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
@@ -488,6 +497,69 @@ def load_profile(path: Path | None) -> Profile:
                          ("sync", "token_path"), ("sync", "ca_file")):
         value = getattr(getattr(profile, section), key)
         if isinstance(value, Path) and key in data.get(section, {}):
-            setattr(getattr(profile, section), key, (base / value.expanduser()).resolve()
-                    if not value.expanduser().is_absolute() else value.expanduser())
+            setattr(getattr(profile, section), key, _resolve(path, f"{section}.{key}", base,
+                                                             value))
     return profile
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed profile file, or a HemascopeError saying what is wrong with it."""
+    def bad(problem: str, fix: str) -> HemascopeError:
+        return HemascopeError(f"profile {path} {problem}", fix)
+
+    try:
+        raw = read_regular_file(path, MAX_PROFILE_BYTES)
+    except FileNotFoundError:
+        raise HemascopeError(f"profile not found: {path}",
+                             "pass an existing file, e.g. firmware_config/profiles/"
+                             "workstation-dev.toml") from None
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror or exc})",
+                  "pass a readable profile file (check its permissions and links)") from None
+    except ValueError as exc:
+        raise bad(f"is unusable: {exc}",
+                  f"pass a regular TOML file of at most {MAX_PROFILE_BYTES // 1024} KB") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some editors write, is fine
+    except UnicodeDecodeError as exc:
+        raise bad(f"is not UTF-8 text (byte {exc.start})",
+                  "save it as UTF-8 (TOML files are UTF-8)") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise bad(f"is not valid TOML: {exc}", "fix the syntax at that line") from None
+    except RecursionError:
+        raise bad("is nested too deeply", "profiles nest tables at most "
+                  f"{MAX_PROFILE_DEPTH} deep; fix the file") from None
+    except ValueError as exc:  # tomllib: an integer of more than 4300 digits
+        raise bad(f"is not valid TOML: {exc}", "fix that value") from None
+    if _depth(data) > MAX_PROFILE_DEPTH:
+        raise bad("is nested too deeply", "profiles nest tables at most "
+                  f"{MAX_PROFILE_DEPTH} deep; fix the file")
+    return data
+
+
+def _depth(value: object) -> int:
+    """How deep tables and arrays are nested in a parsed TOML value (iterative: no recursion
+    limit, whatever the file)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        if level + 1 <= MAX_PROFILE_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _resolve(path: Path, field: str, base: Path, value: Path) -> Path:
+    """A path from the profile, absolute (relative ones from the profile's folder)."""
+    try:
+        value = value.expanduser()
+        return value if value.is_absolute() else (base / value).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a link loop, a NUL byte
+        raise HemascopeError(f"profile {path}: field '{field}': unusable path {str(value)!r} "
+                             f"({exc})", "write a plain file path there") from None

@@ -19,6 +19,8 @@ runtime to use, thresholds, quality control, storage and sync. `hemascope run --
 loads it; an unknown key or a wrong type is an error that names the key. Every key has a
 default, and the defaults are the `workstation-dev` profile. Relative paths are resolved
 against the profile's folder. Shipped profiles: `firmware_config/profiles/*.toml`.
+A profile must be a regular UTF-8 file of at most 1 MB, nested at most 8 deep; numbers must be
+finite and within the range shown (docs/reliability.md, "Profiles").
 This page is generated from `edge/config.py` by `python scripts/gen_profile_docs.py`.
 """
 SHOWN_DEFAULTS = {("model", "detector"): "bundled edge/models/detector.onnx",
@@ -37,11 +39,19 @@ def _section(name: str, model: BaseModel) -> list[str]:
             nested.append((f"{name}.{key}", default))
             continue
         shown = "empty" if default is None else f"`{default}`"
-        lines.append(f"| `{key}` | {shown} | {f.description} |")
+        lines.append(f"| `{key}` | {shown} | {f.description}{_range(f.metadata)} |")
     lines.append("")
     for sub, value in nested:
         lines += _section(sub, value)
     return lines
+
+
+def _range(metadata: list[object]) -> str:
+    """' Range: > 0, ≤ 3600.' from a field's bounds, or ''."""
+    signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
+    bounds = [f"{sign} {getattr(m, name):,}".replace(",", " ")
+              for m in metadata for name, sign in signs.items() if hasattr(m, name)]
+    return f" Range: {', '.join(bounds)}." if bounds else ""
 
 
 def render() -> str:

@@ -38,9 +38,18 @@ class LimitedSource:
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """(kind, argument) of a source spec: "camera:0" -> ("camera", "0"), "synthetic" ->
-    ("synthetic", "")."""
+    ("synthetic", ""); a spec of another form raises a HemascopeError saying how to write one."""
     scheme, _, arg = spec.partition(":")
-    return scheme, arg
+    number = arg.isascii() and arg.isdigit() and len(arg) <= 9
+    if ((scheme in ("synthetic", "picamera") and (not arg or number))
+            or (scheme in ("folder", "video") and arg and "\0" not in arg)
+            or (scheme == "camera" and number)):
+        return scheme, arg
+    raise HemascopeError(
+        f"unknown source {spec[:200]!r}",
+        "use one of: synthetic[:SEED], folder:PATH, video:PATH, camera:INDEX (e.g. camera:0), "
+        "picamera[:NUM]",
+    )
 
 
 def is_live(spec: str) -> bool:
@@ -60,24 +69,18 @@ def open_source(spec: str, source: SourceConfig | None = None, camera: CameraCon
 
         seed = int(arg) if arg else source.synthetic_seed
         return SyntheticSource(count=source.synthetic_fields, seed=seed)
-    if scheme == "folder" and arg:
+    if scheme == "folder":
         from edge.capture.folder import FolderSource
 
         return FolderSource(Path(arg), source)
-    if scheme == "video" and arg:
+    if scheme == "video":
         from edge.capture.video import VideoSource
 
         return VideoSource(Path(arg))
-    if scheme == "picamera" and (not arg or arg.isdigit()):
+    if scheme == "picamera":
         from edge.capture.picamera import PiCameraSource
 
         return PiCameraSource(int(arg or 0), camera, picamera or PiCameraConfig())
-    if scheme == "camera" and arg.isdigit():
-        from edge.capture.camera import CameraSource
+    from edge.capture.camera import CameraSource
 
-        return CameraSource(int(arg), camera)
-    raise HemascopeError(
-        f"unknown source {spec!r}",
-        "use one of: synthetic, folder:PATH, video:PATH, camera:INDEX (e.g. camera:0), "
-        "picamera[:NUM]",
-    )
+    return CameraSource(int(arg), camera)

@@ -157,7 +157,10 @@ def check_edgetpu() -> Check:
 
 def check_camera(profile: Profile) -> Check:
     spec = profile.source.default
-    scheme, arg = parse_spec(spec)
+    try:
+        scheme, arg = parse_spec(spec)
+    except HemascopeError as exc:
+        return Check("camera", FAIL, f"source.default: {exc.problem}", exc.fix)
     if scheme not in ("camera", "picamera"):
         return Check("camera", OK, f"no camera used: the profile's source is {spec!r}")
     if scheme == "picamera":

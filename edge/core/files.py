@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,35 @@ def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (links followed). Anything else
+    raises ValueError saying what it is (a folder, a FIFO, a device, too large); a file that
+    cannot be opened raises OSError. Checked before opening (a device is never opened), and
+    again on the descriptor, opened non-blocking (a FIFO swapped in meanwhile never blocks)."""
+    _check_regular(os.stat(path), max_bytes)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        _check_regular(os.fstat(fd), max_bytes)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"grew over the limit of {max_bytes} bytes while being read")
+    return data
+
+
+def _check_regular(info: os.stat_result, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"not a regular file but {file_kind(info.st_mode)}")
+    if info.st_size > max_bytes:
+        raise ValueError(f"{info.st_size} bytes, over the limit of {max_bytes}")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ('a folder', 'a FIFO', ...)."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def private_file(path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from edge import __version__
 from edge.config import SyncConfig
 from edge.core.errors import HemascopeError
-from edge.core.files import utc_now, write_bytes_atomic
+from edge.core.files import read_regular_file, utc_now, write_bytes_atomic
 from edge.storage import audit
 from edge.storage.outbox import Item, Outbox
 from edge.storage.store import Store
@@ -38,6 +38,8 @@ from edge.sync.payload import outbox as payload_outbox
 
 TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]{32,256}$")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+MAX_TOKEN_BYTES = 4096  # a token is at most 321 characters
+MAX_CA_BYTES = 2**20  # a CA bundle of a few hundred certificates
 _STORE_FIX = "payloads stay pending; run `hemascope sync` again"
 
 
@@ -63,12 +65,14 @@ def read_token(path: Path | None) -> str:
                              f"set [sync] token_path in the device profile, then {fix}")
     try:
         mode = path.stat().st_mode
-        token = path.read_text().strip()
+        token = read_regular_file(path, MAX_TOKEN_BYTES).decode("utf-8").strip()
     except FileNotFoundError:
         raise HemascopeError(f"no hub token at {path}", fix) from None
     except OSError as exc:
         raise HemascopeError(f"cannot read hub token {path} ({exc.strerror})",
                              "run hemascope as the user that owns the token file") from None
+    except ValueError as exc:  # not a regular file, too large, not UTF-8
+        raise HemascopeError(f"hub token {path} is unusable ({exc})", fix) from None
     if mode & 0o077:
         raise HemascopeError(f"hub token {path} is readable by other users",
                              f"run `chmod 600 {path}`")
@@ -83,14 +87,35 @@ def write_token(path: Path, token: str) -> None:
     write_bytes_atomic(path, token.encode() + b"\n", mode=0o600)
 
 
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The TLS context of uploads: the system CAs, or the CA certificates (PEM) of
+    `sync.ca_file`, read as a bounded regular file."""
+    if ca_file is None:
+        return ssl.create_default_context()
+    fix = "point sync.ca_file at the hub's CA certificate (PEM)"
+    try:
+        pem = read_regular_file(ca_file, MAX_CA_BYTES).decode("ascii")
+        return ssl.create_default_context(cadata=pem)
+    except OSError as exc:  # ssl.SSLError too: no certificate in it
+        raise HemascopeError(f"cannot use sync.ca_file {ca_file} ({exc.strerror or exc})",
+                             fix) from None
+    except ValueError as exc:  # not a regular file, too large, not text
+        raise HemascopeError(f"sync.ca_file {ca_file} is unusable ({exc})", fix) from None
+
+
 def endpoint(hub_url: str | None) -> str:
     """The upload URL; plain http only to this machine, so a token never crosses a network."""
     if not hub_url:
         raise HemascopeError("sync.hub_url is not set in the profile",
                              'set [sync] hub_url = "https://HUB/api" in the device profile')
-    parts = urllib.parse.urlsplit(hub_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HemascopeError(f"sync.hub_url {hub_url!r} is not an http(s) URL",
+    try:
+        parts = urllib.parse.urlsplit(hub_url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0)
+    except ValueError:  # a broken [IPv6] host, a port out of range
+        usable = False
+    if not usable:
+        raise HemascopeError(f"sync.hub_url {hub_url[:200]!r} is not an http(s) URL",
                              'write it like "https://hub.clinic.example/api"')
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise HemascopeError(f"sync.hub_url sends the token in clear text to {parts.hostname}",
@@ -270,11 +295,7 @@ def sync(store: Store, cfg: SyncConfig, on_event: Callable[[str], None] | None =
     what it did (or where it stopped) is a `sync` audit event."""
     url = endpoint(cfg.hub_url)
     token = read_token(cfg.token_path)
-    try:
-        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-    except OSError as exc:
-        raise HemascopeError(f"cannot read sync.ca_file {cfg.ca_file} ({exc.strerror})",
-                             "point sync.ca_file at the hub's CA certificate (PEM)") from None
+    context = tls_context(cfg.ca_file)
     emit = on_event or (lambda _: None)
     outbox = payload_outbox(store)
     report = SyncReport()
