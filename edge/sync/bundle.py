@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from edge.core.errors import HemascopeError
-from edge.core.files import file_sha256, utc_now, write_atomic, write_bytes_atomic
+from edge.core.files import (
+    file_sha256,
+    read_regular_file,
+    utc_now,
+    write_atomic,
+    write_bytes_atomic,
+)
 from edge.storage import audit
 from edge.storage.store import Store
 from edge.sync.client import bundle_key, device_id
@@ -34,6 +41,10 @@ BUNDLE_FORMAT = "hemascope.bundle.v1"
 RECEIPT_FORMAT = "hemascope.receipt.v1"
 MAX_MEMBER_BYTES = 256 * 2**20
 _EXPORT_AGAIN = "export it again on the device with `hemascope bundle export`"
+# What zipfile raises for a damaged archive: a bad header or CRC, deflate data that does not
+# decode, a member cut short, an unknown compression method or an encrypted member.
+_DAMAGED = (zipfile.BadZipFile, OSError, zlib.error, EOFError, NotImplementedError,
+            RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -104,8 +115,17 @@ def _member(zf: zipfile.ZipFile, name: str, where: Path) -> bytes:
         return zf.read(info)
     except KeyError:
         raise HemascopeError(f"{where.name} has no {name}", _EXPORT_AGAIN) from None
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _DAMAGED as exc:
         raise HemascopeError(f"{where.name} is damaged ({exc})", _EXPORT_AGAIN) from None
+
+
+def _sidecar_sha256(side: Path) -> str:
+    """The checksum a `NAME.zip.sha256` file states ('' when it states none)."""
+    try:
+        words = read_regular_file(side, 4096).decode("ascii", "replace").split()
+    except ValueError:  # not a regular file, or too large: no checksum of ours
+        return ""
+    return words[0] if words else ""
 
 
 def read_bundle(path: Path, key_for: Callable[[str], bytes]) -> Bundle:
@@ -115,11 +135,13 @@ def read_bundle(path: Path, key_for: Callable[[str], bytes]) -> Bundle:
     """
     side = path.with_name(path.name + ".sha256")
     try:
-        if side.exists() and side.read_text().split()[0] != file_sha256(path):
+        if not path.is_file():  # a FIFO or a device would never end
+            raise HemascopeError(f"{path} is not a bundle file", "pass the .zip itself")
+        if side.exists() and _sidecar_sha256(side) != file_sha256(path):
             raise HemascopeError(f"{path.name} does not match its .sha256 (damaged copy)",
                                  _EXPORT_AGAIN)
         zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, IndexError) as exc:
+    except _DAMAGED as exc:
         raise HemascopeError(f"{path} is not a readable bundle ({exc})", _EXPORT_AGAIN) from None
     with zf:
         raw = _member(zf, "manifest.json", path)
