@@ -20,7 +20,6 @@ import io
 import json
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,11 @@ from edge.sync.client import bundle_key
 from edge.sync.models import canonical_json
 from hub.cli import app as hub_app
 from hub.db import HubDB
-from scripts.fuzzing import Campaign, arguments, flipped, mutated, write
+from scripts.fuzzing import Campaign, arguments, flipped, mutated, workdir, write
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "fuzz-device." + "b" * 43
-WORK = Path(tempfile.mkdtemp(prefix="fuzz-bundles-"))
+WORK = workdir("bundles")
 HUB_DB = WORK / "hub.db"
 RUNNER = CliRunner()
 

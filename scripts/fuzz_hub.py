@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,14 @@ from scripts.fuzzing import (
     json_values,
     masked,
     mutated,
+    workdir,
     write,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "fixtures" / "payload-v1.json").read_bytes())
 TOKEN = "fuzz-device." + "f" * 43
-WORK = Path(tempfile.mkdtemp(prefix="fuzz-hub-"))
+WORK = workdir("hub")
 
 
 def _client() -> TestClient:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
@@ -28,11 +26,11 @@ from edge.config import MODELS_DIR
 from edge.core.errors import HemascopeError
 from edge.core.frame import Frame
 from edge.inference import backends, classifier, detector
-from scripts.fuzzing import Campaign, arguments, flipped, mutated, write
+from scripts.fuzzing import Campaign, arguments, flipped, mutated, workdir, write
 
 MODELS = ["detector.onnx", "detector-relu-int8.onnx", "wbc-differential.onnx",
           "all-subtype.onnx"]
-WORK = Path(tempfile.mkdtemp(prefix="fuzz-manifests-"))
+WORK = workdir("manifests")
 for _name in MODELS:
     (WORK / _name).symlink_to(MODELS_DIR / _name)
 _cached = functools.cache(backends.load_backend)

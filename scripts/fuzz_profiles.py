@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from edge.capture.sources import parse_spec
 from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
 from edge.sync.client import endpoint, read_token, tls_context
-from scripts.fuzzing import EDGE_FLOATS, EDGE_INTS, Campaign, arguments, flipped, write
+from scripts.fuzzing import EDGE_FLOATS, EDGE_INTS, Campaign, arguments, flipped, workdir, write
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "firmware_config" / "profiles").glob("*.toml"))
-WORK = Path(tempfile.mkdtemp(prefix="fuzz-profiles-"))
+WORK = workdir("profiles")
 TOKEN = "dev1." + "a" * 40
 
 

@@ -12,11 +12,14 @@ for a few hundred cases (tests/fuzz/).
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import json
 import re
 import resource
+import shutil
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -113,6 +116,13 @@ class Campaign:
             **extra,
             "outcomes": dict(sorted(self.outcomes.items())),
         }
+
+
+def workdir(target: str) -> Path:
+    """A temporary folder for a target's files, removed when the process ends."""
+    path = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def arguments(doc: str, default_json: str) -> argparse.Namespace:
