@@ -7,7 +7,7 @@ reviewed cells: the head is fitted to them exactly as `hemascope calibrate wbc` 
 their views; `--views 1`: the crops as they are, the method until session 10), and scored on
 the lab's other crops as they are. Also
 reported: the model before calibration, and the time to calibrate on 200 cells (fit and
-leave-one-out, as the command does) on one thread.
+cross-validation, as the command does) on one thread.
 
   D=../shared/datasets/classification
   python scripts/site_calibration_eval.py --pair runs/lolo-lisc/classifier.onnx $D/wbc-lisc \\
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.inference.classifier import Classifier
-from edge.site.calibrate import fit_views, leave_one_out_accuracy, predict, view_embeddings
+from edge.site.calibrate import cross_validated_accuracy, fit_views, predict, view_embeddings
 from training.classify_data import Source, load_pixels, read_class_folders
 
 
@@ -68,10 +68,10 @@ def main() -> None:
         t0 = time.perf_counter()
         view_embeddings(classifier, [pixels[i] for i in sub])
         t1 = time.perf_counter()
-        fitted = fit_views(x[sub], y[sub], w0)
-        leave_one_out_accuracy(x[sub], y[sub], w0, fitted)
+        fit_views(x[sub], y[sub], w0)
+        cross_validated_accuracy(x[sub], y[sub], w0)
         row["seconds_200"] = {"embeddings": round(t1 - t0, 2),
-                              "fit_and_loo": round(time.perf_counter() - t1, 2)}
+                              "fit_and_cross_validation": round(time.perf_counter() - t1, 2)}
         out["labs"][lab.name] = row  # type: ignore[index]
         print(lab.name, json.dumps(row))
     if args.json:

@@ -288,8 +288,8 @@ def check_site_calibration(profile: Profile) -> Check:
                      "then hemascope calibrate wbc SESSION --out site-wbc.onnx")
     return Check("site calibration", OK,
                  f"{model.manifest.file}: calibrated on {cal['reviewed_cells']} reviewed cells "
-                 f"of {len(cal['sessions'])} sessions ({cal['created_at'][:10]}), leave-one-out "
-                 f"agreement {cal['leave_one_out_accuracy']:.2f}")
+                 f"of {len(cal['sessions'])} sessions ({cal['created_at'][:10]}), cross-validated "
+                 f"agreement {cal['cross_validated_accuracy']:.2f}")
 
 
 def run_checks(profile_path: Path | None) -> list[Check]:

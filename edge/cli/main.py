@@ -97,7 +97,7 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
             cal = wbc.get("calibration")
             out.print(f"differential model {wbc['file']} sha256 {wbc['sha256'][:12]}, "
                       + (f"calibrated for this site on {cal['reviewed_cells']} reviewed cells "
-                         f"(leave-one-out agreement {cal['leave_one_out_accuracy']:.2f}; base "
+                         f"(cross-validated agreement {cal['cross_validated_accuracy']:.2f}; base "
                          f"sha256 {cal['base_sha256'][:12]})" if cal
                          else "not calibrated for this site"), highlight=False)
         stain = summary.get("stain")

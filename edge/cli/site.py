@@ -45,6 +45,6 @@ def calibrate_wbc(
     out.print(f"calibrated on {result.cells} reviewed cells ({per_class}) in "
               f"{result.seconds:.1f} s", highlight=False)
     out.print(f"agreement with the review: base model {result.base_accuracy:.3f}, calibrated "
-              f"(leave-one-out) {result.loo_accuracy:.3f}", highlight=False)
+              f"(cross-validated) {result.cv_accuracy:.3f}", highlight=False)
     out.print(f"written {result.model}; use it with classifiers.wbc_model = "
               f"\"{result.model}\"", highlight=False)

@@ -20,7 +20,7 @@ from edge.pipeline.scale import rbc_diameter
 
 # What a session records of a calibrated classifier's provenance.
 CALIBRATION_KEYS = ("base_file", "base_sha256", "sessions", "reviewed_cells",
-                    "leave_one_out_accuracy", "created_at")
+                    "cross_validated_accuracy", "created_at")
 WBC_IN_RBC_DIAMETERS = 1.8  # typical white cell size, when a field has too few red cells
 
 

@@ -287,8 +287,8 @@ def _device(s: dict[str, Any]) -> dict[str, Any]:
         cal = m.get("calibration")
         if cal:
             notes.append({"text": f"{m['role']} classifier calibrated for this site on "
-                          f"{cal.get('reviewed_cells')} reviewed cells (leave-one-out agreement "
-                          f"{cal.get('leave_one_out_accuracy')}), base {cal.get('base_file')} "
+                          f"{cal.get('reviewed_cells')} reviewed cells (cross-validated agreement "
+                          f"{cal.get('cross_validated_accuracy')}), base {cal.get('base_file')} "
                           f"sha256 {cal.get('base_sha256')}"})
     device = {"resourceType": "Device",
               "deviceName": [{"name": s["profile"], "type": "user-friendly-name"},

@@ -340,9 +340,9 @@ def _provenance(s: dict[str, Any]) -> str:
              "</span>", e(", ".join(s["classes"])), "-"]]
     for m in s["classifiers"]:
         cal = m.get("calibration")
-        loo = _num(cal.get("leave_one_out_accuracy"), 2) if cal else ""
+        agreement = _num(cal.get("cross_validated_accuracy"), 2) if cal else ""
         calibration = (f"calibrated for this site on {e(cal.get('reviewed_cells'))} reviewed "
-                       f"cells (leave-one-out agreement {loo}); base "
+                       f"cells (cross-validated agreement {agreement}); base "
                        f"{e(cal.get('base_file'))} sha256 "
                        f'<span class="mono">{e(cal.get("base_sha256"))}</span>, '
                        f"{e(cal.get('created_at'))}" if cal else "not calibrated for this site")

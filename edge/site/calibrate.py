@@ -33,6 +33,7 @@ from edge.storage.store import Store
 
 DEFAULT_PULL = 1.0  # weight of the L2 pull towards the base head (relative to one view)
 VIEWS = 8  # each reviewed crop's dihedral views: 4 quarter turns, mirrored and not
+FOLDS = 10  # cross-validation groups of reviewed cells
 
 
 def dihedral_views(crop: np.ndarray) -> list[np.ndarray]:
@@ -76,16 +77,18 @@ def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = D
     return fit_head(x.reshape(n * v, d), np.repeat(labels, v), w0, pull, steps, start)
 
 
-def leave_one_out_accuracy(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
-                           fitted: np.ndarray, pull: float = DEFAULT_PULL) -> float:
-    """Accuracy on each reviewed cell (as is, view 0 of `x`, (N, V, D)) of the head fitted
-    without any view of it (each refit starts from the head fitted to all cells, so it needs
-    few steps)."""
+def cross_validated_accuracy(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
+                             pull: float = DEFAULT_PULL, folds: int = FOLDS) -> float:
+    """Accuracy on each reviewed cell (as is: view 0 of `x`, (N, V, D)) of a head fitted
+    from the base head without any view of it: the cells are dealt into `folds` groups (one
+    per cell when fewer), each group scored by a full fit on the others. Refits warm-started
+    from the head that had seen the cell were optimistic (0.89 against 0.85 on held-out
+    cells), so every fold starts from the base head."""
+    fold = np.arange(len(labels)) % min(folds, len(labels))
     hits = 0
-    for i in range(len(labels)):
-        keep = np.arange(len(labels)) != i
-        w = fit_views(x[keep], labels[keep], w0, pull, steps=60, start=fitted)
-        hits += int(predict(w, x[i:i + 1, 0])[0] == labels[i])
+    for k in np.unique(fold):
+        w = fit_views(x[fold != k], labels[fold != k], w0, pull)
+        hits += int((predict(w, x[fold == k, 0]) == labels[fold == k]).sum())
     return hits / len(labels)
 
 
@@ -95,7 +98,7 @@ class Calibration:
     cells: int
     per_class: dict[str, int]
     base_accuracy: float  # the base model on the reviewed cells (its agreement with review)
-    loo_accuracy: float  # leave-one-out accuracy of the calibrated head
+    cv_accuracy: float  # cross-validated accuracy of the calibrated head (FOLDS groups)
     seconds: float
 
 
@@ -158,7 +161,7 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
     fitted = fit_views(x, y, w0, pull)
     base_accuracy = float((predict(w0, x[:, 0]) == y).mean())
-    loo = leave_one_out_accuracy(x, y, w0, fitted, pull)
+    cv = cross_validated_accuracy(x, y, w0, pull)
     per_class = dict(sorted(Counter(labels).items()))
     base = classifier.manifest
     manifest = base.model_copy(update={
@@ -170,8 +173,8 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
                         "uncorrected_classes": [c for c in classifier.classes
                                                 if c not in per_class],
                         "base_accuracy_on_reviewed": round(base_accuracy, 4),
-                        "leave_one_out_accuracy": round(loo, 4), "pull": pull,
-                        "views": VIEWS,
+                        "cross_validated_accuracy": round(cv, 4), "folds": FOLDS,
+                        "pull": pull, "views": VIEWS,
                         "command": command, "created_at": utc_now()}})
     with model.open("rb") as src:
         write_atomic(out, lambda fh: shutil.copyfileobj(src, fh))
@@ -179,6 +182,6 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     audit.record(store, "calibration", {
         "role": "wbc", "file": out.name, "digest": verify_model(out).digest,
         "base_file": base.file, "base_digest": classifier.digest, "sessions": ids,
-        "reviewed_cells": len(y), "leave_one_out_accuracy": round(loo, 4)})
-    return Calibration(out, len(y), per_class, base_accuracy, loo,
+        "reviewed_cells": len(y), "cross_validated_accuracy": round(cv, 4)})
+    return Calibration(out, len(y), per_class, base_accuracy, cv,
                        time.perf_counter() - started)
