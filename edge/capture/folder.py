@@ -12,7 +12,6 @@ which bounds a run's memory.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from edge.capture.image_header import image_size
 from edge.config import MAX_IMAGE_ASPECT, SourceConfig
 from edge.core.errors import HemascopeError
+from edge.core.files import open_regular_file
 from edge.core.frame import Frame, Unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -88,31 +88,14 @@ def _read_whole(fd: int, size: int) -> bytes:
 
 
 def _open_regular_file(path: Path, max_mb: float) -> tuple[int, int]:
-    """(descriptor, size) of a regular file of at most `max_mb`; anything else is a
-    ValueError. Checked before opening (a FIFO would block, a link to /dev/zero never ends),
-    and again on the open descriptor, opened non-blocking, in case the path was swapped in
-    between."""
-    max_bytes = int(max_mb * MB)
-    info = os.stat(path)  # follows links: a link to /dev/zero is a device
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"not a regular file ({_kind_of(info.st_mode)})")
-    if info.st_size > max_bytes:
-        raise ValueError(f"file of {info.st_size / MB:.1f} MB is over the "
-                         f"{max_mb:g} MB limit (raise source.max_image_mb if it is a "
-                         "real field)")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    opened = os.fstat(fd)
-    if not stat.S_ISREG(opened.st_mode) or opened.st_size > max_bytes:
-        os.close(fd)
-        raise ValueError("not a regular file of at most "
-                         f"{max_mb:g} MB (replaced while being read)")
-    return fd, opened.st_size
-
-
-def _kind_of(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
-             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "special file")
+    """`open_regular_file` with the limit in MB, and a size refusal that names its setting."""
+    try:
+        return open_regular_file(path, int(max_mb * MB))
+    except ValueError as exc:
+        if "over the limit" in str(exc):
+            raise ValueError(f"{exc} (raise source.max_image_mb if it is a real field)") \
+                from None
+        raise
 
 
 def _check_shape(width: int, height: int, max_megapixels: float) -> None:

@@ -23,15 +23,27 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes` (links followed). Anything else
-    raises ValueError saying what it is (a folder, a FIFO, a device, too large); a file that
-    cannot be opened raises OSError. Checked before opening (a device is never opened), and
-    again on the descriptor, opened non-blocking (a FIFO swapped in meanwhile never blocks)."""
+def open_regular_file(path: Path, max_bytes: int) -> tuple[int, int]:
+    """(descriptor, size) of a regular file of at most `max_bytes` (links followed). Anything
+    else raises ValueError saying what it is (a folder, a FIFO, a device, too large); a file
+    that cannot be opened raises OSError. Checked before opening (a device is never opened),
+    and again on the descriptor, opened non-blocking (a FIFO swapped in meanwhile never
+    blocks)."""
     _check_regular(os.stat(path), max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        _check_regular(info, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (see `open_regular_file`)."""
+    fd, _ = open_regular_file(path, max_bytes)
     with os.fdopen(fd, "rb") as fh:
-        _check_regular(os.fstat(fd), max_bytes)
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ValueError(f"grew over the limit of {max_bytes} bytes while being read")
@@ -42,7 +54,8 @@ def _check_regular(info: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"not a regular file but {file_kind(info.st_mode)}")
     if info.st_size > max_bytes:
-        raise ValueError(f"{info.st_size} bytes, over the limit of {max_bytes}")
+        raise ValueError(f"{info.st_size / 2**20:.1f} MB, over the limit of "
+                         f"{max_bytes / 2**20:.3g} MB")
 
 
 def file_kind(mode: int) -> str:
