@@ -176,6 +176,17 @@ def _progress_bar(p: Any, seen: int, source_total: int | None) -> tuple[int, int
     return seen, source_total
 
 
+MAX_ID_CHARS = 200
+
+
+def _one_line_id(value: str | None) -> str | None:
+    """A sample or operator id: one line of printable characters, at most MAX_ID_CHARS."""
+    if value is not None and (len(value) > MAX_ID_CHARS or not value.isprintable()):
+        raise typer.BadParameter(f"must be one line of at most {MAX_ID_CHARS} printable "
+                                 f"characters (this one has {len(value)})")
+    return value
+
+
 @app.command()
 def run(
     source: Annotated[str | None, typer.Option(
@@ -183,9 +194,10 @@ def run(
         help="synthetic[:SEED], folder:PATH, video:PATH or camera:INDEX "
         "(default: the profile's source.default).")] = None,
     profile: ProfileOpt = None,
-    sample: Annotated[str, typer.Option(help="Sample / slide id written on the requisition.")] = (
-        "unlabelled"),
-    operator: Annotated[str | None, typer.Option(help="Technician name or id.")] = None,
+    sample: Annotated[str, typer.Option(help="Sample / slide id written on the requisition.",
+                                        callback=_one_line_id)] = "unlabelled",
+    operator: Annotated[str | None, typer.Option(help="Technician name or id.",
+                                                 callback=_one_line_id)] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the session report as JSON here.")] = None,
     settle: Annotated[bool | None, typer.Option(

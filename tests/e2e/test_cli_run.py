@@ -135,6 +135,17 @@ def test_bad_inputs_give_one_line_and_store_nothing(tmp_path):
     assert statuses == ["interrupted"]
 
 
+def test_a_sample_or_operator_id_is_one_short_line(tmp_path):
+    data = tmp_path / "data"
+    for option, value in (("--sample", "A" * 201), ("--sample", "S-1\nS-2"),
+                          ("--operator", "x" * 100_000)):
+        result = run_cli("run", option, value, "--data-dir", str(data))
+        assert result.returncode == 2, result.stderr
+        assert f"Invalid value for '{option}': must be one line of at most 200" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not data.exists()  # refused before anything was stored
+
+
 def test_disk_space_guard_keeps_stored_fields(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text("[storage]\nmin_free_mb = 100000000\n")
