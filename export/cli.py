@@ -87,9 +87,12 @@ def _calibration(folder: Path, reference: Path, images: int):
     m = load_verified(reference)
     size = (m.input.height, m.input.width)
     if m.task == "classify":  # class folders: calibrate on the training split only
-        from training.classify_data import read_class_folders
+        from training.classify_data import Source, read_class_folders
 
-        train = [it.path for it in read_class_folders(folder).split("train")]
+        # the folder as the model was trained on it: a test share it held out stays out
+        trained = [Source.from_record(r) for r in m.training.get("config", {}).get("sources", [])]
+        source = next((s for s in trained if s.path.resolve() == folder.resolve()), Source(folder))
+        train = [it.path for it in read_class_folders(source).split("train")]
         return calibration_images(folder, size, images, "area", train)
     return calibration_images(folder, size, images)
 

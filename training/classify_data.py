@@ -17,13 +17,15 @@ from edge.core.files import file_sha256
 from edge.inference.classifier import resize_rgb
 from training.datasets import IMAGE_SUFFIXES, DatasetError
 
+SPLITS = ("train", "val", "test")
+
 
 @dataclass(frozen=True)
 class LabelledImage:
     path: Path
     label: int
     sha256: str
-    split: str  # "train" or "val"
+    split: str  # "train", "val" or "test"
     source: str = ""  # the laboratory (dataset folder name)
 
 
@@ -34,6 +36,7 @@ class Source:
     path: Path
     split: str = "hash"  # "hash": by content hash; "train": all train ("val": all val)
     zoom_out: float = 1.0  # widen its crops this much to reach the device's crop geometry
+    test: float = 0.0  # with split=hash: this share of each class held out as "test"
 
     @property
     def name(self) -> str:
@@ -41,39 +44,47 @@ class Source:
 
     @classmethod
     def parse(cls, spec: str) -> Source:
-        """`PATH`, or `PATH:key=value,...` with keys split (hash|train|val) and zoom_out."""
+        """`PATH`, or `PATH:key=value,...` with keys split (hash|train|val), test (a share,
+        with split=hash) and zoom_out."""
         path, _, options = spec.partition(":")
         values: dict[str, str] = {}
         for pair in filter(None, options.split(",")):
             key, sep, value = pair.partition("=")
-            if not sep or key not in ("split", "zoom_out"):
-                raise DatasetError(f"{spec}: unknown option {pair!r} (use split=hash|train|val "
-                                   "or zoom_out=FACTOR)")
+            if not sep or key not in ("split", "test", "zoom_out"):
+                raise DatasetError(f"{spec}: unknown option {pair!r} (use split=hash|train|val, "
+                                   "test=SHARE or zoom_out=FACTOR)")
             values[key] = value
         split = values.get("split", "hash")
         if split not in ("hash", "train", "val"):
             raise DatasetError(f"{spec}: split must be hash, train or val")
         try:
             zoom = float(values.get("zoom_out", 1.0))
+            test = float(values.get("test", 0.0))
         except ValueError:
-            raise DatasetError(f"{spec}: zoom_out must be a number") from None
+            raise DatasetError(f"{spec}: zoom_out and test must be numbers") from None
         if not 1.0 <= zoom <= 5.0:
             raise DatasetError(f"{spec}: zoom_out must be between 1 and 5")
-        return cls(Path(path), split, zoom)
+        if not 0.0 <= test < 0.5:
+            raise DatasetError(f"{spec}: test must be a share from 0 to below 0.5")
+        if test and split != "hash":
+            raise DatasetError(f"{spec}: test=SHARE holds images out of a split=hash lab only")
+        return cls(Path(path), split, zoom, test)
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "path": str(self.path), "split": self.split,
-                "zoom_out": self.zoom_out}
+                "zoom_out": self.zoom_out, "test": self.test}
 
     @classmethod
     def from_record(cls, record: dict[str, object]) -> Source:
-        """The source `describe` recorded (e.g. in a model's training manifest)."""
+        """The source `describe` recorded (e.g. in a model's training manifest; records
+        written before the test share existed have none)."""
         return cls(Path(str(record["path"])), str(record["split"]),
-                   float(str(record["zoom_out"])))
+                   float(str(record["zoom_out"])), float(str(record.get("test", 0.0))))
 
     def spec(self) -> str:
-        """The command-line form `parse` reads: PATH[:split=...,zoom_out=...]."""
+        """The command-line form `parse` reads: PATH[:split=...,test=...,zoom_out=...]."""
         options = [f"split={self.split}"] * (self.split != "hash") + \
+            [f"test={self.test:g}"] * (self.test != 0.0) + \
             [f"zoom_out={self.zoom_out:g}"] * (self.zoom_out != 1.0)
         return f"{self.path}:{','.join(options)}" if options else str(self.path)
 
@@ -106,10 +117,10 @@ class ClassDataset:
     def summary(self) -> dict:
         per_lab = {s.name: {split: dict(Counter(self.classes[it.label] for it in self.items
                                                 if it.source == s.name and it.split == split))
-                            for split in ("train", "val")} for s in self.sources}
+                            for split in SPLITS} for s in self.sources}
         return {"classes": self.classes, "val_fraction": self.val_fraction,
                 "sources": [s.describe() for s in self.sources], "per_source": per_lab,
-                "train": self.counts("train"), "val": self.counts("val"),
+                **{split: self.counts(split) for split in SPLITS},
                 "duplicates_dropped": self.duplicates_dropped,
                 "conflicts_dropped": self.conflicts_dropped, "data_digest": self.digest()}
 
@@ -134,8 +145,10 @@ def read_class_folders(root: Path | Source | list[Source], val_fraction: float =
     """Read SOURCE/CLASS/* images of every source, drop repeated bytes, and split.
 
     A "hash" source is split per class: its images in sha256 order, the first
-    n * val_fraction (rounded half up) go to val, so the split is exactly stratified and the
-    same bytes always land in the same split, whatever the file names. `classes` (default:
+    n * val_fraction (rounded half up) go to val, the next n * its `test` share (rounded half
+    up; none by default) to test, the rest to train; so the split is exactly stratified, the
+    same bytes always land in the same split whatever the file names, and val does not
+    depend on the test share. `classes` (default:
     every class folder of every source, sorted) fixes the label order; a source may lack
     some classes, but may not have a class outside it unless `skip_unknown` (then such
     folders are left out and listed in `skipped_classes`)."""
@@ -177,8 +190,10 @@ def read_class_folders(root: Path | Source | list[Source], val_fraction: float =
                           if lab == label and where is src and s not in conflicted)
             n_val = {"hash": int(len(shas) * val_fraction + 0.5), "train": 0,
                      "val": len(shas)}[src.split]
-            items += [LabelledImage(first[s][1], label, s, "val" if i < n_val else "train",
-                                    src.name) for i, s in enumerate(shas)]
+            n_test = min(int(len(shas) * src.test + 0.5), len(shas) - n_val)
+            items += [LabelledImage(first[s][1], label, s, "val" if i < n_val else
+                                    "test" if i < n_val + n_test else "train", src.name)
+                      for i, s in enumerate(shas)]
     return ClassDataset(classes, items, duplicates, len(conflicted), val_fraction, sources,
                         sorted(skipped))
 

