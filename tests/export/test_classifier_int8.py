@@ -1,5 +1,6 @@
 """A classifier through the int8 export and its accuracy gate: calibrated on the training
-split of its class folders, gated on their val split, run by the device code."""
+split of its class folders (as it was trained: a test share stays out), gated on their val
+split, run by the device code."""
 
 import json
 import shutil
@@ -32,6 +33,9 @@ def test_int8_classifier_is_gated_on_accuracy_and_runs_on_the_device(tmp_path):
     torch.save({"format": CHECKPOINT_FORMAT, "task": "classify",
                 "classes": ["lymphocyte", "neutrophil"], "imgsz": 64, "arch": "lite0",
                 "model": net.state_dict(), "epoch": 0}, ckpt)
+    # its training record: the folder was trained with 3 images of each class held out as test
+    source = {"name": "cells", "path": str(data), "split": "hash", "zoom_out": 1.0, "test": 0.25}
+    ckpt.with_suffix(".json").write_text(json.dumps({"config": {"sources": [source]}}))
     ref = tmp_path / "wbc.onnx"
     export_classifier_onnx(ckpt, ref)
     kept_float = classifier_float_nodes(onnx.load(str(ref)))
@@ -45,7 +49,8 @@ def test_int8_classifier_is_gated_on_accuracy_and_runs_on_the_device(tmp_path):
     assert manifest["precision"] == "int8" and manifest["task"] == "classify"
     gate = manifest["gate"]
     assert gate["metric"] == "accuracy" and gate["passed"] and gate["data"]["images"] == 4
-    assert manifest["export"]["calibration"]["images"] == 16  # the train split only
+    # the train split only: neither val (2 + 2) nor the held-out test share (3 + 3)
+    assert manifest["export"]["calibration"]["images"] == 10
     rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     fp32, int8 = Classifier(ref).probabilities([rgb]), Classifier(out).probabilities([rgb])
     assert int8.shape == (1, 2) and np.abs(int8 - fp32).max() < 0.2
