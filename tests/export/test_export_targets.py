@@ -183,7 +183,7 @@ def test_every_kept_checkpoint_has_its_training_record():
 
     for ckpt in sorted((ROOT / "training" / "checkpoints").glob("*.pt")):
         record = training_manifest(ckpt)
-        if ckpt.stem.startswith(("wbc-", "all-")):  # a differential or an ALL field model
+        if ckpt.stem.startswith("wbc-"):  # a differential
             assert record.get("command", "").startswith("hemascope train classify"), ckpt
             assert record["task"] == "classify", ckpt
             continue
