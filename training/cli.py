@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edge.core.errors import HemascopeError
+
+if TYPE_CHECKING:
+    from training.classify_data import Source
 
 train_app = typer.Typer(
     help="Train models on a workstation (needs: pip install 'hemascope[train]').",
@@ -88,6 +91,17 @@ def train_detect(
     typer.echo(f"next: hemascope export onnx {out / 'train' / 'weights' / 'best.pt'}")
 
 
+def _sources(specs: list[str], param_hint: str) -> list[Source]:
+    """The class-folder labs of DATA[:OPTIONS] specs; a bad option is a usage error."""
+    from training.classify_data import Source
+    from training.datasets import DatasetError
+
+    try:
+        return [Source.parse(spec) for spec in specs]
+    except DatasetError as exc:
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from None
+
+
 @train_app.command("classify")
 def train_classify(
     data: Annotated[list[str], typer.Argument(
@@ -143,10 +157,9 @@ def train_classify(
       --epoch-size 2400
     """
     require_train_extra()
-    from training.classify_data import Source
     from training.classify_train import ClassifyTrainConfig, train_classifier
 
-    sources = [Source.parse(spec) for spec in data]
+    sources = _sources(data, "DATA")
     for src in sources:
         if not src.path.is_dir():
             raise HemascopeError(f"{src.path} is not a folder",
@@ -238,11 +251,11 @@ def eval_command(
         if set_threshold:
             raise typer.BadParameter("a classifier has no score threshold to set",
                                      param_hint="--set-threshold")
-        from training.classify_data import Source
         from training.classify_eval import evaluate_classifier, write_reference
 
+        sources = _sources(data, "--data")
         if set_reference:
-            ref = write_reference(model, [Source.parse(d) for d in data], split)
+            ref = write_reference(model, sources, split)
             reach = ref["reference_distance"]
             typer.echo(f"reference written to {model.name}'s manifest: {ref['crops']} crops of "
                        f"{ref['labs']} labs ({split}); " + (
@@ -251,7 +264,7 @@ def eval_command(
             if json_out:
                 json_out.write_text(json.dumps(ref, indent=2) + "\n")
             return
-        result = evaluate_classifier(model, [Source.parse(d) for d in data], split)
+        result = evaluate_classifier(model, sources, split)
         _print_classifier_result(result)
         if json_out:
             json_out.write_text(json.dumps(result, indent=2) + "\n")

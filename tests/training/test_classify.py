@@ -155,6 +155,16 @@ def test_a_source_round_trips_through_its_record_and_spec(spec):
     assert Source.parse(src.spec()) == src == Source.from_record(src.describe())
 
 
+def test_a_bad_source_option_on_the_command_line_is_a_usage_error(tmp_path):
+    model = Path("edge/models/all-subtype.onnx")
+    for args in (["train", "classify", f"{tmp_path}:test=0.7", "--out", str(tmp_path / "r")],
+                 ["eval", str(model), "--data", f"{tmp_path}:test=x", "--split", "test"]):
+        done = run_cli(*args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "test" in done.stderr and "Invalid value" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_source_recorded_before_test_shares_reads_as_none():
     record = {"name": "d", "path": "d", "split": "hash", "zoom_out": 1.0}
     assert Source.from_record(record) == Source.parse("d")
