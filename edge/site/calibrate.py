@@ -49,13 +49,13 @@ def view_embeddings(classifier: Classifier, crops: list[np.ndarray]) -> np.ndarr
 
 
 def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
-             steps: int = 300, start: np.ndarray | None = None) -> np.ndarray:
+             steps: int = 300) -> np.ndarray:
     """Head (C x D+1, bias last) minimising mean cross-entropy on embeddings `x` (N x D)
-    plus pull / N * ||W - W0||^2 / 2, by Adam from `start` (default W0)."""
+    plus pull / N * ||W - W0||^2 / 2, by Adam from W0."""
     n = len(x)
     xb = np.concatenate([x, np.ones((n, 1))], axis=1).astype(np.float64)
     onehot = np.eye(len(w0))[labels]
-    w = (w0 if start is None else start).astype(np.float64).copy()
+    w = w0.astype(np.float64).copy()
     m, v = np.zeros_like(w), np.zeros_like(w)
     lr, b1, b2 = 0.01, 0.9, 0.999
     for t in range(1, steps + 1):
@@ -70,11 +70,11 @@ def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (np.concatenate([x, np.ones((len(x), 1))], axis=1) @ w.T).argmax(axis=1)
 
 
-def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
-              steps: int = 300, start: np.ndarray | None = None) -> np.ndarray:
+def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
+              pull: float = DEFAULT_PULL) -> np.ndarray:
     """`fit_head` on every view of every cell: `x` is (N, V, D), one label per cell."""
     n, v, d = x.shape
-    return fit_head(x.reshape(n * v, d), np.repeat(labels, v), w0, pull, steps, start)
+    return fit_head(x.reshape(n * v, d), np.repeat(labels, v), w0, pull)
 
 
 def cross_validated_accuracy(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
