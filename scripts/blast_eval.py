@@ -64,9 +64,11 @@ def main() -> None:
     for spec in args.normal:
         source = Source.parse(spec)
         truth, said = calls(model, source, "val")
+        called = np.array(said) == BLAST
         normal[source.name] = {"crops": len(said),
-                               "false_blast_rate": round(float(np.mean(
-                                   np.array(said) == BLAST)), 4)}
+                               "false_blast_rate": round(float(np.mean(called)), 4),
+                               "called_blast": {c: int((called & (np.array(truth) == c)).sum())
+                                                for c in sorted(set(truth))}}
     result["normal_labs"] = normal
     print(json.dumps(result, indent=2))
     if args.json:
