@@ -64,10 +64,10 @@ def main() -> None:
     for spec in args.normal:
         source = Source.parse(spec)
         truth, said = calls(model, source, "val")
-        called = np.array(said) == BLAST
+        called, truth_of = np.array(said) == BLAST, np.array(truth)
         normal[source.name] = {"crops": len(said),
                                "false_blast_rate": round(float(np.mean(called)), 4),
-                               "called_blast": {c: int((called & (np.array(truth) == c)).sum())
+                               "called_blast": {c: int((called & (truth_of == c)).sum())
                                                 for c in sorted(set(truth))}}
     result["normal_labs"] = normal
     print(json.dumps(result, indent=2))

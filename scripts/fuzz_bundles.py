@@ -34,7 +34,7 @@ from edge.sync.client import bundle_key
 from edge.sync.models import canonical_json
 from hub.cli import app as hub_app
 from hub.db import HubDB
-from scripts.fuzzing import Campaign, arguments, flipped, mutated, workdir, write
+from scripts.fuzzing import Campaign, flipped, mutated, run_script, workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "fuzz-device." + "b" * 43
@@ -140,9 +140,7 @@ def campaign() -> Campaign:
 
 
 def main() -> None:
-    args = arguments(__doc__, "docs/bench/fuzz-bundles.json")
-    result = campaign().drive(BUNDLES, check, args.cases, args.seed).report(args.seed)
-    write(result, args.json)
+    run_script(__doc__, campaign(), BUNDLES, check)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,12 @@ from hub.db import HubDB
 from scripts.fuzzing import (
     EDGE_INTS,
     Campaign,
-    arguments,
     flipped,
     json_values,
     masked,
     mutated,
+    run_script,
     workdir,
-    write,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,9 +98,7 @@ def campaign() -> Campaign:
 
 
 def main() -> None:
-    args = arguments(__doc__, "docs/bench/fuzz-hub.json")
-    result = campaign().drive(REQUESTS, check, args.cases, args.seed).report(args.seed)
-    write(result, args.json)
+    run_script(__doc__, campaign(), REQUESTS, check)
 
 
 if __name__ == "__main__":

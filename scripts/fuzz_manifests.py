@@ -26,7 +26,7 @@ from edge.config import MODELS_DIR
 from edge.core.errors import HemascopeError
 from edge.core.frame import Frame
 from edge.inference import backends, classifier, detector
-from scripts.fuzzing import Campaign, arguments, flipped, mutated, workdir, write
+from scripts.fuzzing import Campaign, flipped, mutated, run_script, workdir
 
 MODELS = ["detector.onnx", "detector-relu-int8.onnx", "wbc-differential.onnx",
           "all-subtype.onnx"]
@@ -70,9 +70,7 @@ def campaign() -> Campaign:
 
 
 def main() -> None:
-    args = arguments(__doc__, "docs/bench/fuzz-manifests.json")
-    result = campaign().drive(MANIFESTS, check, args.cases, args.seed).report(args.seed)
-    write(result, args.json)
+    run_script(__doc__, campaign(), MANIFESTS, check)
 
 
 if __name__ == "__main__":

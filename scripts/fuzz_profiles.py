@@ -26,7 +26,7 @@ from edge.capture.sources import parse_spec
 from edge.config import Profile, load_profile
 from edge.core.errors import HemascopeError
 from edge.sync.client import endpoint, read_token, tls_context
-from scripts.fuzzing import EDGE_FLOATS, EDGE_INTS, Campaign, arguments, flipped, workdir, write
+from scripts.fuzzing import EDGE_FLOATS, EDGE_INTS, Campaign, flipped, run_script, workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "firmware_config" / "profiles").glob("*.toml"))
@@ -179,9 +179,7 @@ def campaign() -> Campaign:
 
 
 def main() -> None:
-    args = arguments(__doc__, "docs/bench/fuzz-profiles.json")
-    result = campaign().drive(PROFILES, check, args.cases, args.seed).report(args.seed)
-    write(result, args.json)
+    run_script(__doc__, campaign(), PROFILES, check)
 
 
 if __name__ == "__main__":

@@ -125,13 +125,17 @@ def workdir(target: str) -> Path:
     return path
 
 
-def arguments(doc: str, default_json: str) -> argparse.Namespace:
-    """--cases, --seed and --json of a fuzz script."""
+def run_script(doc: str, campaign: Campaign, strategy: st.SearchStrategy[Any],
+               check: Callable[[Any], str]) -> None:
+    """A fuzz script's command line: --cases cases of `strategy` through `check`, seeded by
+    --seed, the report written to --json (default docs/bench/fuzz-TARGET.json)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=Path(default_json))
-    return parser.parse_args()
+    parser.add_argument("--json", type=Path,
+                        default=Path(f"docs/bench/fuzz-{campaign.target}.json"))
+    args = parser.parse_args()
+    write(campaign.drive(strategy, check, args.cases, args.seed).report(args.seed), args.json)
 
 
 def write(result: dict[str, Any], path: Path) -> None:

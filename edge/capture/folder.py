@@ -22,7 +22,7 @@ import numpy as np
 from edge.capture.image_header import image_size
 from edge.config import MAX_IMAGE_ASPECT, SourceConfig
 from edge.core.errors import HemascopeError
-from edge.core.files import open_regular_file
+from edge.core.files import TooLarge, open_regular_file
 from edge.core.frame import Frame, Unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -91,11 +91,8 @@ def _open_regular_file(path: Path, max_mb: float) -> tuple[int, int]:
     """`open_regular_file` with the limit in MB, and a size refusal that names its setting."""
     try:
         return open_regular_file(path, int(max_mb * MB))
-    except ValueError as exc:
-        if "over the limit" in str(exc):
-            raise ValueError(f"{exc} (raise source.max_image_mb if it is a real field)") \
-                from None
-        raise
+    except TooLarge as exc:
+        raise ValueError(f"{exc} (raise source.max_image_mb if it is a real field)") from None
 
 
 def _check_shape(width: int, height: int, max_megapixels: float) -> None:

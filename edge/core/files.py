@@ -23,9 +23,13 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+class TooLarge(ValueError):
+    """A file over its byte limit."""
+
+
 def open_regular_file(path: Path, max_bytes: int) -> tuple[int, int]:
     """(descriptor, size) of a regular file of at most `max_bytes` (links followed). Anything
-    else raises ValueError saying what it is (a folder, a FIFO, a device, too large); a file
+    else raises ValueError saying what it is (a folder, a FIFO, a device; TooLarge); a file
     that cannot be opened raises OSError. Checked before opening (a device is never opened),
     and again on the descriptor, opened non-blocking (a FIFO swapped in meanwhile never
     blocks)."""
@@ -46,7 +50,7 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ValueError(f"grew over the limit of {max_bytes} bytes while being read")
+        raise TooLarge(f"grew over the limit of {max_bytes} bytes while being read")
     return data
 
 
@@ -54,7 +58,7 @@ def _check_regular(info: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"not a regular file but {file_kind(info.st_mode)}")
     if info.st_size > max_bytes:
-        raise ValueError(f"{info.st_size / 2**20:.1f} MB, over the limit of "
+        raise TooLarge(f"{info.st_size / 2**20:.1f} MB, over the limit of "
                          f"{max_bytes / 2**20:.3g} MB")
 
 
