@@ -22,11 +22,10 @@ import numpy as np
 from edge.capture.image_header import image_size
 from edge.config import MAX_IMAGE_ASPECT, SourceConfig
 from edge.core.errors import HemascopeError
-from edge.core.files import TooLarge, open_regular_file
+from edge.core.files import MB, TooLarge, open_regular_file
 from edge.core.frame import Frame, Unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-MB = 2**20
 HEAD_BYTES = 2 * MB  # read to find an image's size; a JPEG's SOF follows its EXIF and ICC
 # Decoded 1/f smaller on each side: JPEG by libjpeg's scaled decoding (the full size is never
 # in memory), other formats decoded whole and then reduced by OpenCV.

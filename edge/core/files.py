@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+MB = 2**20
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with milliseconds (how every stored time reads)."""
@@ -58,8 +59,8 @@ def _check_regular(info: os.stat_result, max_bytes: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"not a regular file but {file_kind(info.st_mode)}")
     if info.st_size > max_bytes:
-        raise TooLarge(f"{info.st_size / 2**20:.1f} MB, over the limit of "
-                         f"{max_bytes / 2**20:.3g} MB")
+        raise TooLarge(f"{info.st_size / MB:.1f} MB, over the limit of "
+                         f"{max_bytes / MB:.3g} MB")
 
 
 def file_kind(mode: int) -> str:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge.core.errors import DiskFull, HemascopeError
+from edge.core.files import MB
 from edge.storage import layout
 
-MB = 2**20
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 T = TypeVar("T")
 
