@@ -139,6 +139,10 @@ def train_classify(
     scale_jitter: Annotated[bool, typer.Option(
         help="Random zoom (0.8-1.25x) and rotation in training.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the weights' last layer, the draws and the augmentation (the split "
+        "is by content hash, whatever the seed): rerun with another seed to see the "
+        "run-to-run spread.")] = 0,
     init: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, metavar="CHECKPOINT",
         help="Start from this checkpoint's weights (same --arch and --imgsz), e.g. to add a "
@@ -169,7 +173,8 @@ def train_classify(
                               val_fraction=val_fraction, balance=balance,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
                               resolution_jitter=resolution_jitter,
-                              scale_jitter=scale_jitter, threads=threads, init=init)
+                              scale_jitter=scale_jitter, threads=threads, seed=seed,
+                              init=init)
 
     def progress(epoch: int, total: int, row: dict) -> None:
         typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "

@@ -471,3 +471,21 @@ def test_detector_refuses_a_classifier(tiny_classifier):
 
     with pytest.raises(HemascopeError, match="not a detector"):
         Detector(tiny_classifier)
+
+
+def test_the_seed_is_recorded_and_changes_the_run(tmp_path):
+    """--seed is the only difference between two runs: the weights differ, the split does not."""
+    tiny = _tiny_all(tmp_path)
+    runs = {}
+    for seed in (0, 1):
+        run = tmp_path / f"seed{seed}"
+        done = run_cli("train", "classify", str(tiny), "--out", str(run), "--arch", "smallnet",
+                       "--epochs", "1", "--imgsz", "32", "--batch", "8", "--seed", str(seed),
+                       env=offline_env(tmp_path))
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[seed] = (json.loads((run / "manifest.json").read_text()),
+                      torch.load(run / "train" / "weights" / "best.pt", weights_only=True))
+    (m0, w0), (m1, w1) = runs[0], runs[1]
+    assert (m0["config"]["seed"], m1["config"]["seed"]) == (0, 1)
+    assert m0["data"] == m1["data"]
+    assert any(not torch.equal(w0["model"][k], w1["model"][k]) for k in w0["model"])
