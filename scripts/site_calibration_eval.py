@@ -9,6 +9,13 @@ the lab's other crops as they are. Also
 reported: the model before calibration, and the time to calibrate on 200 cells (fit and
 cross-validation, as the command does) on one thread.
 
+`--levers` also measures, with 50 reviewed cells, what might lift calibration beyond the
+shipped fit (none is shipped; docs/models/classifiers.md): the stain shift measured on the
+reviewed cells (their training class means minus their embeddings, applied to every crop
+before the fit), self-training on an unlabelled pool of the site's other crops (as a
+calibration session's unreviewed cells), and the fit's ceiling with 300 and 600 reviewed
+cells. Every lever is scored on the same crops: neither reviewed nor in the pool.
+
   D=../shared/datasets/classification
   python scripts/site_calibration_eval.py --pair runs/lolo-lisc/classifier.onnx $D/wbc-lisc \\
       --pair runs/lolo-jtsc/classifier.onnx $D/wbc-jtsc:zoom_out=1.8 \\
@@ -25,8 +32,46 @@ from pathlib import Path
 import numpy as np
 
 from edge.inference.classifier import Classifier
+from edge.inference.head import softmax
 from edge.site.calibrate import cross_validated_accuracy, fit_views, predict, view_embeddings
 from training.classify_data import Source, load_pixels, read_class_folders
+
+
+def levers(x: np.ndarray, y: np.ndarray, w0: np.ndarray, means: np.ndarray | None,
+           draws: int, reviewed: int = 50, threshold: float = 0.9) -> dict[str, object]:
+    """Accuracy (mean, worst of `draws`) of each calibration lever: `reviewed` cells are
+    labelled, a pool of up to 200 more is unlabelled, the rest are scored as they are."""
+    if means is None:
+        raise SystemExit("--levers needs the model's stain reference (eval --set-reference)")
+    pool_size = min(200, (len(y) - reviewed) // 2)
+    scores: dict[str, list[float]] = {}
+    for seed in range(draws):
+        pick = np.random.default_rng(seed).permutation(len(y))
+        tr, pool = pick[:reviewed], pick[reviewed:reviewed + pool_size]
+        test = pick[reviewed + pool_size:]
+
+        def score(name: str, w: np.ndarray, xs: np.ndarray, test: np.ndarray = test) -> None:
+            scores.setdefault(name, []).append(float((predict(w, xs[test, 0]) == y[test]).mean()))
+
+        score("base", w0, x)
+        score("fit (shipped)", fit_views(x[tr], y[tr], w0), x)
+        shifted = x + (means[y[tr]][:, None, :] - x[tr]).mean(axis=(0, 1))
+        score("stain shift alone", w0, shifted)
+        fitted = fit_views(shifted[tr], y[tr], w0)
+        score("stain shift + fit", fitted, shifted)
+        probs = softmax(np.concatenate([shifted[pool, 0], np.ones((len(pool), 1))], 1)
+                        @ fitted.T)
+        sure = pool[probs.max(axis=1) >= threshold]
+        guess = probs.argmax(axis=1)[probs.max(axis=1) >= threshold]
+        score(f"stain shift + fit + self-training (pool {pool_size}, p >= {threshold})",
+              fit_views(np.concatenate([shifted[tr], shifted[sure]]),
+                        np.concatenate([y[tr], guess]), w0), shifted)
+        for n in (300, 600):
+            if reviewed + pool_size + n < len(y):
+                score(f"fit with {n} reviewed (ceiling; scored on the rest)",
+                      fit_views(x[test[:n]], y[test[:n]], w0), x, test[n:])
+    return {name: {"mean": round(float(np.mean(v)), 4), "min": round(float(np.min(v)), 4)}
+            for name, v in scores.items()}
 
 
 def main() -> None:
@@ -37,16 +82,23 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--views", type=int, choices=(1, 8), default=8,
                     help="views of each reviewed crop the head is fitted on")
+    ap.add_argument("--levers", action="store_true",
+                    help="also measure the stain-shift, self-training and ceiling levers")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="score a seeded random sample of this many crops of each lab (0: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out: dict[str, object] = {"cells": args.cells, "draws": args.draws, "views": args.views,
-                              "labs": {}}
+                              "limit": args.limit, "labs": {}}
     for model_path, spec in args.pair:
         classifier = Classifier(Path(model_path), threads=1)
         lab = Source.parse(spec)
         data = read_class_folders([Source(lab.path, "val", lab.zoom_out)], 0.2,
                                   classifier.classes, skip_unknown=True)
         items = data.split("all")
+        if args.limit and len(items) > args.limit:
+            keep = np.random.default_rng(42).permutation(len(items))[:args.limit]
+            items = [items[i] for i in sorted(keep)]
         pixels = load_pixels(items, classifier.size, data.sources)
         x = view_embeddings(classifier, list(pixels))[:, :args.views].astype(np.float64)
         y = np.array([it.label for it in items])
@@ -64,6 +116,8 @@ def main() -> None:
                 scores.append(float((predict(fitted, x[test, 0]) == y[test]).mean()))
             row[f"after_{n}"] = {"mean": round(float(np.mean(scores)), 4),
                                  "min": round(float(np.min(scores)), 4)}
+        if args.levers:
+            row["levers_50"] = levers(x, y, w0, classifier.head.means(), args.draws)
         sub = np.random.default_rng(0).permutation(len(y))[:200]
         t0 = time.perf_counter()
         view_embeddings(classifier, [pixels[i] for i in sub])
