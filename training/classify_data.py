@@ -18,6 +18,7 @@ from edge.inference.classifier import resize_rgb
 from training.datasets import IMAGE_SUFFIXES, DatasetError
 
 SPLITS = ("train", "val", "test")
+CLASS_SHARES = ("equal", "sqrt")  # a class's share of its lab's draws (sampling_weights)
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,21 @@ class ClassDataset:
                 "duplicates_dropped": self.duplicates_dropped,
                 "conflicts_dropped": self.conflicts_dropped, "data_digest": self.digest()}
 
-    def sampling_weights(self, split: str = "train") -> np.ndarray:
-        """Weights that give every lab the same share and, within a lab, every class."""
+    def sampling_weights(self, split: str = "train", class_share: str = "equal") -> np.ndarray:
+        """Per-image draw weights (summing to 1) that give every lab the same share and,
+        within a lab, every class the same share ("equal") or one in proportion to the square
+        root of its image count ("sqrt": a lab's one basophil is not drawn as often as its
+        hundreds of neutrophils together)."""
+        if class_share not in CLASS_SHARES:
+            raise ValueError(f"class_share must be one of {', '.join(CLASS_SHARES)}")
         items = self.split(split)
         per = Counter((it.source, it.label) for it in items)
-        labs = Counter(src for src, _ in per)
-        return np.array([1.0 / (len(labs) * labs[it.source] * per[(it.source, it.label)])
-                         for it in items])
+        labs = {src for src, _ in per}
+        mass = {key: 1.0 if class_share == "equal" else float(np.sqrt(n))
+                for key, n in per.items()}
+        lab_mass = {lab: sum(m for (src, _), m in mass.items() if src == lab) for lab in labs}
+        return np.array([mass[key] / (len(labs) * lab_mass[key[0]] * per[key])
+                         for key in ((it.source, it.label) for it in items)])
 
 
 def _class_names(root: Path) -> list[str]:

@@ -49,7 +49,8 @@ class ClassifyTrainConfig:
     device: str = "cpu"
     val_fraction: float = 0.2
     seed: int = 0
-    balance: bool = True  # every lab, and every class within it, drawn equally often
+    balance: bool = True  # every lab drawn equally often; within it, classes by class_share
+    class_share: str = "equal"  # training.classify_data.CLASS_SHARES
     stain_jitter: bool = True  # colour cast, hue, saturation, HED uptake, gamma, contrast
     hue_jitter: float = 15.0  # largest random hue rotation in degrees (180: hue carries nothing)
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
@@ -130,7 +131,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz, cfg.sources))
               for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
-    draw = torch.tensor(data.sampling_weights() if cfg.balance
+    draw = torch.tensor(data.sampling_weights(class_share=cfg.class_share) if cfg.balance
                         else np.ones(len(labels["train"])), dtype=torch.float64)
     epoch_size = cfg.epoch_size or len(labels["train"])
     device = _device(cfg.device)

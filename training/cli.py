@@ -127,6 +127,10 @@ def train_classify(
         help="Share of each class of a split=hash lab sent to val (by content hash).")] = 0.2,
     balance: Annotated[bool, typer.Option(
         help="Draw every lab, and every class within a lab, equally often.")] = True,
+    class_share: Annotated[str, typer.Option(
+        help="With --balance, a class's share of its lab's draws: equal, or sqrt (in "
+        "proportion to the square root of its image count, so a class with one image is "
+        "not drawn as often as one with hundreds).")] = "equal",
     stain_jitter: Annotated[bool, typer.Option(
         help="Random stain cast, hue, saturation, HED uptake, gamma, contrast and noise in "
         "training.")] = True,
@@ -161,8 +165,12 @@ def train_classify(
       --epoch-size 2400
     """
     require_train_extra()
+    from training.classify_data import CLASS_SHARES
     from training.classify_train import ClassifyTrainConfig, train_classifier
 
+    if class_share not in CLASS_SHARES:
+        raise typer.BadParameter(f"{class_share!r} is not one of {', '.join(CLASS_SHARES)}",
+                                 param_hint="--class-share")
     sources = _sources(data, "DATA")
     for src in sources:
         if not src.path.is_dir():
@@ -171,6 +179,7 @@ def train_classify(
     cfg = ClassifyTrainConfig(sources=sources, out=out, arch=arch, imgsz=imgsz, epochs=epochs,
                               epoch_size=epoch_size, batch=batch, lr=lr, device=device,
                               val_fraction=val_fraction, balance=balance,
+                              class_share=class_share,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,

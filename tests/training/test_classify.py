@@ -131,6 +131,17 @@ def test_labs_combine_with_their_own_split_and_equal_shares(tmp_path):
                              if it.source == lab and data.classes[it.label] == cls)
              for lab, cls in [("big", "a"), ("big", "b"), ("small", "b"), ("small", "c")]}
     assert all(v == pytest.approx(0.25) for v in share.values())
+    # sqrt: labs still half each; within a lab, classes in proportion to sqrt(train images)
+    w = data.sampling_weights(class_share="sqrt")
+    assert w.sum() == pytest.approx(1.0)
+    big_a = sum(wi for wi, it in zip(w, train, strict=True)
+                if it.source == "big" and data.classes[it.label] == "a")
+    small_b = sum(wi for wi, it in zip(w, train, strict=True)
+                  if it.source == "small" and data.classes[it.label] == "b")
+    assert big_a == pytest.approx(0.5 * np.sqrt(32) / (np.sqrt(32) + np.sqrt(8)))
+    assert small_b == pytest.approx(0.5 * 2 / (2 + np.sqrt(2)))
+    with pytest.raises(ValueError, match="class_share"):
+        data.sampling_weights(class_share="cube")
     assert data.digest() != read_class_folders([Source(big), Source(small)], 0.2).digest()
     with pytest.raises(DatasetError, match="not among"):
         read_class_folders([Source(small)], 0.2, classes=["a", "b"])

@@ -1,4 +1,4 @@
-"""`hemascope train detect` refuses bad options before it loads anything."""
+"""`hemascope train` refuses bad options before it loads anything."""
 
 import pytest
 
@@ -21,3 +21,10 @@ def test_train_detect_rejects_options_it_cannot_apply(tmp_path, args, message):
     result = run_cli("train", "detect", str(tmp_path), "--out", str(tmp_path / "run"), *args)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_train_classify_rejects_an_unknown_class_share(tmp_path):
+    result = run_cli("train", "classify", str(tmp_path), "--out", str(tmp_path / "run"),
+                     "--class-share", "cube")
+    assert result.returncode == 2 and "'cube' is not one of equal, sqrt" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
