@@ -129,8 +129,8 @@ def train_classify(
         help="Draw every lab, and every class within a lab, equally often.")] = True,
     class_share: Annotated[str, typer.Option(
         help="With --balance, a class's share of its lab's draws: equal, or sqrt (in "
-        "proportion to the square root of its image count, so a class with one image is "
-        "not drawn as often as one with hundreds).")] = "equal",
+        "proportion to the square root of its image count). sqrt scored worse on labs the "
+        "model never saw (docs/models/classifiers.md).")] = "equal",
     stain_jitter: Annotated[bool, typer.Option(
         help="Random stain cast, hue, saturation, HED uptake, gamma, contrast and noise in "
         "training.")] = True,
@@ -144,9 +144,9 @@ def train_classify(
         help="Random zoom (0.8-1.25x) and rotation in training.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     seed: Annotated[int, typer.Option(
-        help="Seed of the weights' last layer, the draws and the augmentation (the split "
-        "is by content hash, whatever the seed): rerun with another seed to see the "
-        "run-to-run spread.")] = 0,
+        help="Seed of the random weights (lite0: its last layer), the draws and the "
+        "augmentation; the split is by content hash whatever the seed. Rerun with another "
+        "seed to see the run-to-run spread.")] = 0,
     init: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, metavar="CHECKPOINT",
         help="Start from this checkpoint's weights (same --arch and --imgsz), e.g. to add a "
