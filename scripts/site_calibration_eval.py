@@ -33,7 +33,13 @@ import numpy as np
 
 from edge.inference.classifier import Classifier
 from edge.inference.head import softmax
-from edge.site.calibrate import cross_validated_accuracy, fit_views, predict, view_embeddings
+from edge.site.calibrate import (
+    cross_validated_accuracy,
+    fit_views,
+    logits,
+    predict,
+    view_embeddings,
+)
 from training.classify_data import Source, load_pixels, read_class_folders
 
 
@@ -59,10 +65,9 @@ def levers(x: np.ndarray, y: np.ndarray, w0: np.ndarray, means: np.ndarray | Non
         score("stain shift alone", w0, shifted)
         fitted = fit_views(shifted[tr], y[tr], w0)
         score("stain shift + fit", fitted, shifted)
-        probs = softmax(np.concatenate([shifted[pool, 0], np.ones((len(pool), 1))], 1)
-                        @ fitted.T)
-        sure = pool[probs.max(axis=1) >= threshold]
-        guess = probs.argmax(axis=1)[probs.max(axis=1) >= threshold]
+        probs = softmax(logits(fitted, shifted[pool, 0]))
+        confident = probs.max(axis=1) >= threshold
+        sure, guess = pool[confident], probs.argmax(axis=1)[confident]
         score(f"stain shift + fit + self-training (pool {pool_size}, p >= {threshold})",
               fit_views(np.concatenate([shifted[tr], shifted[sure]]),
                         np.concatenate([y[tr], guess]), w0), shifted)

@@ -28,7 +28,7 @@ from training.augment import (
     stain_jitter,
     tone_jitter,
 )
-from training.classify_data import Source, load_pixels, read_class_folders
+from training.classify_data import CLASS_SHARES, Source, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
 from training.classify_model import ARCHITECTURES, build_model
 from training.provenance import Segments
@@ -114,6 +114,9 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     if cfg.arch not in ARCHITECTURES:
         raise HemascopeError(f"unknown architecture {cfg.arch!r}",
                              f"use one of {', '.join(ARCHITECTURES)}")
+    if cfg.class_share not in CLASS_SHARES:
+        raise HemascopeError(f"--class-share {cfg.class_share!r} is not one of "
+                             f"{', '.join(CLASS_SHARES)}", "use equal (the default) or sqrt")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     weights_dir = cfg.out / "train" / "weights"

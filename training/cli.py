@@ -165,12 +165,8 @@ def train_classify(
       --epoch-size 2400
     """
     require_train_extra()
-    from training.classify_data import CLASS_SHARES
     from training.classify_train import ClassifyTrainConfig, train_classifier
 
-    if class_share not in CLASS_SHARES:
-        raise typer.BadParameter(f"{class_share!r} is not one of {', '.join(CLASS_SHARES)}",
-                                 param_hint="--class-share")
     sources = _sources(data, "DATA")
     for src in sources:
         if not src.path.is_dir():

@@ -66,8 +66,13 @@ def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DE
     return w
 
 
+def logits(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Logits of head `w` (C x D+1, bias last) on embeddings `x` (N x D)."""
+    return np.concatenate([x, np.ones((len(x), 1))], axis=1) @ w.T
+
+
 def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (np.concatenate([x, np.ones((len(x), 1))], axis=1) @ w.T).argmax(axis=1)
+    return logits(w, x).argmax(axis=1)
 
 
 def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
