@@ -18,9 +18,11 @@ def shift_hue_saturation(image_rgb: np.ndarray, hue_deg: float, sat_scale: float
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def hsv_shift(x: torch.Tensor, hue_deg: torch.Tensor, sat_scale: torch.Tensor) -> torch.Tensor:
+def hsv_shift(x: torch.Tensor, hue_deg: torch.Tensor, sat_scale: torch.Tensor,
+              mirror: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image HSV hue rotation (degrees) and saturation scaling of an Nx3xHxW [0, 1] batch:
-    the batched torch twin of `shift_hue_saturation` (value is kept)."""
+    the batched torch twin of `shift_hue_saturation` (value is kept). Images where `mirror`
+    is true have their hue circle reflected (h -> -h) before the rotation."""
     value, top = x.max(dim=1)
     chroma = value - x.min(dim=1).values
     safe = chroma.clamp_min(1e-8)
@@ -29,6 +31,8 @@ def hsv_shift(x: torch.Tensor, hue_deg: torch.Tensor, sat_scale: torch.Tensor) -
                       torch.where(top == 1, (b - r) / safe + 2, (r - g) / safe + 4))
     hue = torch.where(chroma > 0, hue, torch.zeros_like(hue))
     sat = torch.where(value > 0, chroma / value.clamp_min(1e-8), torch.zeros_like(value))
+    if mirror is not None:
+        hue = torch.where(mirror.view(-1, 1, 1), (6 - hue) % 6, hue)
     hue = (hue + hue_deg.view(-1, 1, 1) / 60.0) % 6
     sat = (sat * sat_scale.view(-1, 1, 1)).clamp(0.0, 1.0)
     # HSV -> RGB: channel n (R 5, G 3, B 1) = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n + H) % 6
@@ -41,18 +45,20 @@ def hsv_shift(x: torch.Tensor, hue_deg: torch.Tensor, sat_scale: torch.Tensor) -
 
 def stain_jitter(x: torch.Tensor, gen: torch.Generator, hue_deg: float = 15.0,
                  sat: float = 0.4, cast: float = 0.08, brightness: float = 0.15,
-                 gray_world_p: float = 0.3) -> torch.Tensor:
+                 gray_world_p: float = 0.3, mirror_p: float = 0.0) -> torch.Tensor:
     """Random colour per image of an Nx3xHxW [0, 1] batch: per-channel stain cast (log-normal
-    gains), HSV hue rotation and saturation scaling, brightness scaling and, with probability
-    `gray_world_p`, gray-world normalisation."""
+    gains), with probability `mirror_p` a reflected hue circle (one stain's nuclei bluer than
+    its red cells, another's redder), HSV hue rotation and saturation scaling, brightness
+    scaling and, with probability `gray_world_p`, gray-world normalisation."""
     n = x.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=gen)
 
     x = (x * torch.exp(torch.randn(n, 3, 1, 1, generator=gen) * cast)).clamp(0.0, 1.0)
+    mirror = (torch.rand(n, generator=gen) < mirror_p).to(x.device) if mirror_p else None
     x = hsv_shift(x, uniform(-hue_deg, hue_deg).to(x.device),
-                  uniform(1 - sat, 1 + sat).to(x.device))
+                  uniform(1 - sat, 1 + sat).to(x.device), mirror)
     x = x * uniform(1 - brightness, 1 + brightness).view(n, 1, 1, 1).to(x.device)
     means = x.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
     neutral = x * (means.mean(dim=1, keepdim=True) / means)

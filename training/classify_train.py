@@ -53,6 +53,7 @@ class ClassifyTrainConfig:
     class_share: str = "equal"  # training.classify_data.CLASS_SHARES
     stain_jitter: bool = True  # colour cast, hue, saturation, HED uptake, gamma, contrast
     hue_jitter: float = 15.0  # largest random hue rotation in degrees (180: hue carries nothing)
+    hue_mirror: bool = False  # reflect the hue circle of half the images (with stain_jitter)
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
@@ -85,7 +86,8 @@ def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator) -> 
     if cfg.resolution_jitter:
         x = resolution_jitter(x, gen)
     if cfg.stain_jitter:
-        x = tone_jitter(hed_jitter(stain_jitter(x, gen, hue_deg=cfg.hue_jitter), gen), gen)
+        x = tone_jitter(hed_jitter(stain_jitter(x, gen, hue_deg=cfg.hue_jitter,
+                                                   mirror_p=0.5 * cfg.hue_mirror), gen), gen)
     return x
 
 

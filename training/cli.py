@@ -137,6 +137,10 @@ def train_classify(
     hue_jitter: Annotated[float, typer.Option(
         min=0, max=180, help="Largest random hue rotation in degrees with --stain-jitter (180: "
         "the network cannot rely on hue, only on shape, texture and relative colour).")] = 15.0,
+    hue_mirror: Annotated[bool, typer.Option(
+        help="With --stain-jitter, reflect the hue circle of half the training images: in "
+        "one lab's stain nuclei are bluer than the red cells, in another's redder, and no "
+        "hue rotation turns one into the other.")] = False,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -177,6 +181,7 @@ def train_classify(
                               val_fraction=val_fraction, balance=balance,
                               class_share=class_share,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
+                              hue_mirror=hue_mirror,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
                               init=init)

@@ -252,6 +252,24 @@ def test_training_hsv_shift_matches_the_robustness_measurement():
         assert np.abs(got[i].astype(int) - want).max() <= 1
 
 
+def test_hue_mirror_reflects_the_hue_circle_and_keeps_saturation_and_value():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    zero, one = torch.zeros(2), torch.ones(2)
+    out = hsv_shift(x, zero, one, mirror=torch.tensor([True, False]))
+    got = (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    assert (got[1] == images[1]).all()  # not mirrored: unchanged
+    hsv_in = cv2.cvtColor(images[0].astype(np.float32) / 255, cv2.COLOR_RGB2HSV)
+    hsv_out = cv2.cvtColor(got[0].astype(np.float32) / 255, cv2.COLOR_RGB2HSV)
+    coloured = hsv_in[..., 1] > 0.2
+    turned = (hsv_in[..., 0] + hsv_out[..., 0]) % 360  # h + (-h) = 0 on the circle
+    assert np.minimum(turned, 360 - turned)[coloured].max() < 3
+    assert np.abs(hsv_out[..., 2] - hsv_in[..., 2]).max() < 0.01
+    twice = hsv_shift(out, zero, one, mirror=torch.ones(2, dtype=torch.bool))
+    assert torch.allclose(twice[0], x[0], atol=1e-5)
+
+
 def test_resolution_jitter_blurs_some_images_and_keeps_the_rest():
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(8, 3, 32, 32, generator=gen) > 0.5).float()  # sharp noise
