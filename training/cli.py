@@ -140,7 +140,8 @@ def train_classify(
     hue_mirror: Annotated[bool, typer.Option(
         help="With --stain-jitter, reflect the hue circle of half the training images: in "
         "one lab's stain nuclei are bluer than the red cells, in another's redder, and no "
-        "hue rotation turns one into the other.")] = False,
+        "hue rotation turns one into the other. It scored worse on labs the model never "
+        "saw (docs/models/classifiers.md).")] = False,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
