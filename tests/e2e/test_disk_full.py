@@ -105,8 +105,9 @@ def test_a_full_disk_ends_the_session_interrupted_and_queued(tmp_path, datasets,
     assert _sessions(data) == 2 and session_of(data, "S-NO") is None
     listed = run_cli("sessions", "-p", str(profile))
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
-    doctor = run_cli("doctor", "-p", str(profile), env={"COLUMNS": "1000"})  # rows unwrapped,
-    disk = next(line for line in doctor.stdout.splitlines() if "│ disk" in line)  # any tmp path
+    # wide enough that the disk row never wraps, however long the tmp path (xdist adds to it)
+    doctor = run_cli("doctor", "-p", str(profile), env={"COLUMNS": "1000"})
+    disk = next(line for line in doctor.stdout.splitlines() if "│ disk" in line)
     assert doctor.returncode == 1 and "fail" in disk and "needed to start a run" in disk, (
         doctor.stdout)
 
