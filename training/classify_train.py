@@ -32,6 +32,7 @@ from training.classify_data import CLASS_SHARES, Source, load_pixels, read_class
 from training.classify_metrics import classification_report
 from training.classify_model import ARCHITECTURES, build_model
 from training.provenance import Segments
+from training.stain_mix import StainBank
 
 CHECKPOINT_FORMAT = "hemascope-classifier/1"
 
@@ -54,6 +55,8 @@ class ClassifyTrainConfig:
     stain_jitter: bool = True  # colour cast, hue, saturation, HED uptake, gamma, contrast
     hue_jitter: float = 15.0  # largest random hue rotation in degrees (180: hue carries nothing)
     hue_mirror: bool = False  # reflect the hue circle of half the images (with stain_jitter)
+    stain_bank: Path | None = None  # re-render crops in these unlabelled smears' stains
+    stain_mix: float = 0.7  # share of training images re-rendered (with stain_bank)
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
@@ -78,8 +81,11 @@ def predict(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device,
     return torch.cat(out).numpy()
 
 
-def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator,
+            bank: StainBank | None = None) -> torch.Tensor:
     """The training view of an Nx3xHxW [0, 1] batch."""
+    if bank is not None:
+        x = bank.mix(x, gen, cfg.stain_mix)
     x = geometric_jitter(x, gen, cfg.shift)
     if cfg.scale_jitter:
         x = scale_jitter(x, gen)
@@ -126,6 +132,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     if resume and not last.is_file():
         raise HemascopeError(f"nothing to resume: {last} does not exist",
                              "start the run without --resume")
+    bank = StainBank(cfg.stain_bank) if cfg.stain_bank is not None else None
     data = read_class_folders(cfg.sources, cfg.val_fraction, cfg.classes or None)
     if not data.split("val"):
         raise HemascopeError("no validation images: every source is split=train",
@@ -175,7 +182,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         order = torch.multinomial(draw, epoch_size, replacement=True, generator=gen)
         for i in range(0, len(order), cfg.batch):
             idx = order[i:i + cfg.batch]
-            x = augment(pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0, cfg, gen)
+            x = augment(pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0, cfg, gen,
+                        bank)
             loss = loss_fn(model(x.to(device)), labels["train"][idx].to(device))
             opt.zero_grad()
             loss.backward()
@@ -205,6 +213,9 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     if cfg.init is not None:
         config["init_sha256"] = file_sha256(cfg.init)
+    if bank is not None:
+        config["stain_bank_sha256"] = bank.sha256
+        config["stain_bank_sources"] = bank.sources
     config["sources"] = [s.describe() for s in cfg.sources]
     manifest = {
         "task": "classify", "classes": data.classes, "imgsz": cfg.imgsz,

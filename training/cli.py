@@ -142,6 +142,13 @@ def train_classify(
         "one lab's stain nuclei are bluer than the red cells, in another's redder, and no "
         "hue rotation turns one into the other. It scored worse on labs the model never "
         "saw (docs/models/classifiers.md).")] = False,
+    stain_bank: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, metavar="BANK.json",
+        help="Re-render --stain-mix of the training crops in the stains (Macenko's two dye "
+        "colours) of unlabelled smears from other clinics, written by "
+        "scripts/stain_bank.py. Leave the lab a run is judged on out of the bank.")] = None,
+    stain_mix: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of training images re-rendered with --stain-bank.")] = 0.7,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -182,7 +189,8 @@ def train_classify(
                               val_fraction=val_fraction, balance=balance,
                               class_share=class_share,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
-                              hue_mirror=hue_mirror,
+                              hue_mirror=hue_mirror, stain_bank=stain_bank,
+                              stain_mix=stain_mix,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
                               init=init)
