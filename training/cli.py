@@ -146,7 +146,9 @@ def train_classify(
         exists=True, dir_okay=False, metavar="BANK.json",
         help="Re-render --stain-mix of the training crops in the stains (Macenko's two dye "
         "colours) of unlabelled smears from other clinics, written by "
-        "scripts/stain_bank.py. Leave the lab a run is judged on out of the bank.")] = None,
+        "scripts/stain_bank.py. Leave the lab a run is judged on out of the bank. It "
+        "scored worse than --hue-jitter 180 on labs the model never saw "
+        "(docs/models/classifiers.md).")] = None,
     stain_mix: Annotated[float, typer.Option(
         min=0, max=1, help="Share of training images re-rendered with --stain-bank.")] = 0.7,
     resolution_jitter: Annotated[bool, typer.Option(
