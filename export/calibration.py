@@ -13,6 +13,7 @@ import numpy as np
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.core.files import file_sha256
 from edge.inference.classifier import resize_rgb, to_batch
+from edge.inference.dyes import normalise
 from edge.inference.yolo import letterbox_tensor
 
 RECOMMENDED_IMAGES = 300
@@ -32,6 +33,7 @@ class Calibration:
     paths: tuple[Path, ...]
     size: tuple[int, int]  # model input (height, width)
     resize: str = "letterbox"  # as the model's manifest says: "letterbox" or "area"
+    stain: str = "as-is"  # as the model's manifest says: "as-is" or "dyes/1"
 
     @property
     def digest(self) -> str:
@@ -39,11 +41,13 @@ class Calibration:
 
     def tensors(self) -> Iterator[np.ndarray]:
         """NCHW float32 tensors in [0, 1], prepared as the device does: letterboxed (pad
-        114) for a detector, area-resized for a classifier."""
+        114) for a detector, area-resized (and in the canonical dyes, when the model says
+        so) for a classifier."""
         for path in self.paths:
             image = read_image(path)
             if self.resize == "area":
-                yield to_batch([resize_rgb(image, self.size[0])])
+                rgb = resize_rgb(image, self.size[0])
+                yield to_batch([normalise(rgb) if self.stain == "dyes/1" else rgb])
             else:
                 yield letterbox_tensor(image, self.size)[0]
 
@@ -54,7 +58,8 @@ class Calibration:
 
 def calibration_images(folder: Path, size: tuple[int, int],
                        max_images: int = RECOMMENDED_IMAGES, resize: str = "letterbox",
-                       train_paths: list[Path] | None = None) -> Calibration:
+                       train_paths: list[Path] | None = None,
+                       stain: str = "as-is") -> Calibration:
     """Up to `max_images` images of `folder`, evenly spaced in name order (deterministic).
 
     A YOLO dataset root is accepted and its `images/train` split is used, so a model is never
@@ -76,4 +81,4 @@ def calibration_images(folder: Path, size: tuple[int, int],
     if len(paths) < RECOMMENDED_IMAGES:
         warnings.warn(f"calibrating on {len(paths)} images (>= {RECOMMENDED_IMAGES} recommended):"
                       " int8 ranges may not cover real fields", stacklevel=2)
-    return Calibration(folder, tuple(paths), size, resize)
+    return Calibration(folder, tuple(paths), size, resize, stain)

@@ -59,7 +59,8 @@ def export_classifier_onnx(checkpoint: Path, out: Path, opset: int = 18) -> Mode
     manifest = ModelManifest(
         task="classify",
         classes=list(state["classes"]),
-        input=ModelInput(height=size, width=size, resize="area"),
+        input=ModelInput(height=size, width=size, resize="area",
+                         stain=state.get("stain", "as-is")),
         file=out.name,
         sha256=file_sha256(out),
         precision="fp32",

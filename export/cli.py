@@ -93,7 +93,7 @@ def _calibration(folder: Path, reference: Path, images: int):
         trained = [Source.from_record(r) for r in m.training.get("config", {}).get("sources", [])]
         source = next((s for s in trained if s.path.resolve() == folder.resolve()), Source(folder))
         train = [it.path for it in read_class_folders(source).split("train")]
-        return calibration_images(folder, size, images, "area", train)
+        return calibration_images(folder, size, images, "area", train, m.input.stain)
     return calibration_images(folder, size, images)
 
 

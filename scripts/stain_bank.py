@@ -18,7 +18,8 @@ from pathlib import Path
 
 import cv2
 
-from training.stain_mix import BANK_FORMAT, estimate
+from edge.inference.dyes import estimate
+from training.stain_mix import BANK_FORMAT
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 

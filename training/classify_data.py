@@ -15,6 +15,7 @@ import numpy as np
 from edge.capture.folder import read_image
 from edge.core.files import file_sha256
 from edge.inference.classifier import resize_rgb
+from edge.inference.dyes import normalise
 from training.datasets import IMAGE_SUFFIXES, DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -217,14 +218,17 @@ def zoom_out(image: np.ndarray, factor: float) -> np.ndarray:
                               cv2.BORDER_REPLICATE)
 
 
-def load_pixels(items: list[LabelledImage], size: int,
-                sources: list[Source] | None = None) -> np.ndarray:
+def load_pixels(items: list[LabelledImage], size: int, sources: list[Source] | None = None,
+                dye_normalise: bool = False) -> np.ndarray:
     """(N, size, size, 3) RGB uint8, preprocessed exactly as `edge.classifier` does, each
-    lab's crops first widened by its `zoom_out`."""
+    lab's crops first widened by its `zoom_out` (and, with `dye_normalise`, redrawn in the
+    canonical dyes as a classifier trained so does before its graph)."""
     zoom = {s.name: s.zoom_out for s in sources or []}
     out = np.empty((len(items), size, size, 3), np.uint8)
     for i, it in enumerate(items):
         image = read_image(it.path)
         factor = zoom.get(it.source, 1.0)
         out[i] = resize_rgb(zoom_out(image, factor) if factor != 1.0 else image, size)
+        if dye_normalise:
+            out[i] = normalise(out[i])
     return out

@@ -57,6 +57,7 @@ class ClassifyTrainConfig:
     hue_mirror: bool = False  # reflect the hue circle of half the images (with stain_jitter)
     stain_bank: Path | None = None  # re-render crops in these unlabelled smears' stains
     stain_mix: float = 0.7  # share of training images re-rendered (with stain_bank)
+    dye_normalise: bool = False  # every crop in the canonical dyes, in training and on the device
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
@@ -140,7 +141,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     weights_dir.mkdir(parents=True, exist_ok=True)
     segments = Segments(cfg.out, resume)
     splits = {s: data.split(s) for s in ("train", "val")}
-    pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz, cfg.sources))
+    pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz, cfg.sources,
+                                              dye_normalise=cfg.dye_normalise))
               for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
     draw = torch.tensor(data.sampling_weights(class_share=cfg.class_share) if cfg.balance
@@ -171,7 +173,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         gen.set_state(state["generator"])
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
-            "imgsz": cfg.imgsz, "arch": cfg.arch}
+            "imgsz": cfg.imgsz, "arch": cfg.arch,
+            "stain": "dyes/1" if cfg.dye_normalise else "as-is"}
     # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
     # an interrupted process is trained again, and logged once.
     log = (cfg.out / "log.jsonl").open("w")

@@ -151,6 +151,9 @@ def train_classify(
         "(docs/models/classifiers.md).")] = None,
     stain_mix: Annotated[float, typer.Option(
         min=0, max=1, help="Share of training images re-rendered with --stain-bank.")] = 0.7,
+    dye_normalise: Annotated[bool, typer.Option(
+        help="Redraw every crop in one canonical stain's two dye colours (Macenko, per "
+        "crop), in training and, as the model's manifest then says, on the device.")] = False,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -192,7 +195,7 @@ def train_classify(
                               class_share=class_share,
                               stain_jitter=stain_jitter, hue_jitter=hue_jitter,
                               hue_mirror=hue_mirror, stain_bank=stain_bank,
-                              stain_mix=stain_mix,
+                              stain_mix=stain_mix, dye_normalise=dye_normalise,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
                               init=init)

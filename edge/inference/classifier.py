@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
+from edge.inference.dyes import normalise
 from edge.inference.head import softmax
 from edge.inference.manifest import ModelManifest, check_input_shape, verify_model
 from edge.inference.stain import MIN_CELLS, StainShift, estimate
@@ -66,6 +67,7 @@ class Classifier:
             raise HemascopeError(f"model {model_path.name} has a non-square input",
                                  "re-export the classifier")
         self.size = self.manifest.input.height
+        self.dye_normalised = self.manifest.input.stain == "dyes/1"
         self.classes = list(self.manifest.classes)
         self.backend: Backend = load_backend(backend, model_path, threads)
         check_input_shape(self.manifest, self.backend.input_shape, model_path.name)
@@ -124,8 +126,12 @@ class Classifier:
         if self._linear is not None:
             w, b = self._linear
             return softmax(self.embeddings(images_rgb) @ w.T + b).astype(np.float32)
-        probs = [self.backend.infer(to_batch([image]))[0][0] for image in images_rgb]
+        probs = [self.backend.infer(to_batch([image]))[0][0] for image in self._stained(images_rgb)]
         return np.asarray(probs, dtype=np.float32)
+
+    def _stained(self, images_rgb: list[np.ndarray]) -> list[np.ndarray]:
+        """The images as the graph takes them: in the canonical dyes for a model trained so."""
+        return [normalise(image) for image in images_rgb] if self.dye_normalised else images_rgb
 
     def stain_shift(self, embeddings: np.ndarray) -> StainShift | None:
         """The stain shift of one session's cells ((N, D) embeddings): None when the manifest
@@ -138,7 +144,7 @@ class Classifier:
     def embeddings(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, D) pooled embeddings (the graph's second output) of prepared images."""
         out = []
-        for image in images_rgb:
+        for image in self._stained(images_rgb):
             outputs = self.backend.infer(to_batch([image]))
             if len(outputs) < 2:
                 raise HemascopeError("this classifier's graph returns no embedding",

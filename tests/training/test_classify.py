@@ -31,7 +31,7 @@ from training.augment import (  # noqa: E402
     stain_jitter,
     tone_jitter,
 )
-from training.classify_data import Source, read_class_folders, zoom_out  # noqa: E402
+from training.classify_data import Source, load_pixels, read_class_folders, zoom_out  # noqa: E402
 from training.classify_metrics import (  # noqa: E402
     classification_report,
     confusion_matrix,
@@ -518,3 +518,34 @@ def test_the_seed_is_recorded_and_changes_the_run(tmp_path):
     assert (m0["config"]["seed"], m1["config"]["seed"]) == (0, 1)
     assert m0["data"] == m1["data"]
     assert any(not torch.equal(w0["model"][k], w1["model"][k]) for k in w0["model"])
+
+
+def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
+    """--dye-normalise: training reads every crop in the canonical dyes, the exported manifest
+    says so, and the edge classifier redraws a crop the same way before its graph."""
+    from edge.inference.classifier import to_batch
+    from edge.inference.dyes import normalise
+
+    tiny = _tiny_all(tmp_path)
+    run = tmp_path / "run"
+    env = offline_env(tmp_path)
+    done = run_cli("train", "classify", str(tiny), "--out", str(run), "--arch", "smallnet",
+                   "--epochs", "1", "--imgsz", "32", "--batch", "8", "--dye-normalise", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "manifest.json").read_text())["config"]["dye_normalise"] is True
+    model = tmp_path / "cls.onnx"
+    done = run_cli("export", "onnx", str(run / "train" / "weights" / "best.pt"), "--out",
+                   str(model), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(model.with_suffix(".json").read_text())["input"]["stain"] == "dyes/1"
+    classifier = Classifier(model)
+    data = read_class_folders(tiny)
+    items = data.split("val")[:3]
+    raw = load_pixels(items, 32)
+    assert np.array_equal(load_pixels(items, 32, dye_normalise=True),
+                          np.stack([normalise(p) for p in raw]))
+    got = classifier.probabilities(list(raw))
+    want = [classifier.backend.infer(to_batch([normalise(p)]))[0][0] for p in raw]
+    plain = [classifier.backend.infer(to_batch([p]))[0][0] for p in raw]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not np.allclose(got, plain, atol=1e-4)

@@ -1,0 +1,85 @@
+"""The two dyes of a Romanowsky-stained smear (numpy only, used on the device and in training).
+
+An azure / methylene-blue dye colours nuclei purple-blue and an eosin colours red cells and
+granules pink-orange; each laboratory's batch, timing and camera give each dye its own colour
+and strength. Following Macenko et al. (ISBI 2009), an image's two dye colours are estimated
+as optical-density vectors; its per-pixel dye amounts can then be drawn again with other
+vectors and strengths (`restain`): those of another smear (training's stain mixing) or a
+fixed canonical stain (`normalise`, identical in training and on the device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WHITE_POINT_SHARE = 0.1  # the brightest share of pixels taken as the slide's white
+OD_FLOOR = 0.15  # optical density below which a pixel is background (Macenko's beta)
+ANGLE_PERCENTILE = 1.0  # robust extremes of the dye plane (Macenko's alpha)
+MIN_PIXELS = 100
+
+
+@dataclass(frozen=True)
+class Stain:
+    """Two dyes: unit optical-density vectors (3x2, the nuclear dye first) and each dye's
+    99th-percentile amount."""
+    vectors: np.ndarray
+    strength: np.ndarray
+
+
+# The median dye colours and strengths of 600 unlabelled fields from other clinics
+# (training/stain-banks/unlabelled-fields.json): where `normalise` brings every crop.
+CANONICAL = Stain(np.array([[0.641, 0.417], [0.722, 0.726], [0.261, 0.547]]),
+                  np.array([0.907, 1.649]))
+
+
+def _optical_density(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 [0, 1] float -> (H*W)x3 optical density after a white-point balance."""
+    flat = rgb.reshape(-1, 3).astype(np.float64)
+    k = max(1, int(len(flat) * WHITE_POINT_SHARE))
+    white = np.partition(flat, len(flat) - k, axis=0)[-k:].mean(axis=0).clip(0.05, None)
+    return -np.log((flat / white).clip(1.0 / 255.0, 1.0))
+
+
+def estimate(rgb: np.ndarray) -> Stain | None:
+    """The two dyes of an HxWx3 [0, 1] image, or None when it holds too little stain."""
+    od = _optical_density(rgb)
+    stained = od[(od > OD_FLOOR).all(axis=1)]
+    if len(stained) < MIN_PIXELS:
+        return None
+    _, vecs = np.linalg.eigh(np.cov(stained.T))
+    plane = vecs[:, [2, 1]]  # the two largest
+    plane *= np.where(plane.sum(axis=0) < 0, -1.0, 1.0)
+    proj = stained @ plane
+    angle = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(angle, [ANGLE_PERCENTILE, 100 - ANGLE_PERCENTILE])
+    pair = [plane @ np.array([np.cos(a), np.sin(a)]) for a in (lo, hi)]
+    pair = [v * np.sign(v.sum()) / max(np.linalg.norm(v), 1e-8) for v in pair]
+    # The nuclear dye absorbs red light more, relative to its total, than eosin does.
+    pair.sort(key=lambda v: -v[0] / max(v.sum(), 1e-8))
+    vectors = np.stack(pair, axis=1)
+    if abs(np.linalg.det(vectors.T @ vectors)) < 1e-6:
+        return None
+    amounts = np.linalg.pinv(vectors) @ stained.T
+    strength = np.percentile(amounts, 99, axis=1).clip(1e-3, None)
+    return Stain(vectors, strength)
+
+
+def restain(rgb: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
+    """An HxWx3 [0, 1] image whose dyes, estimated as `source`, are drawn as `target`'s."""
+    od = _optical_density(rgb)
+    amounts = (np.linalg.pinv(source.vectors) @ od.T).clip(0.0, None)
+    amounts *= (target.strength / source.strength)[:, None]
+    out = np.exp(-(target.vectors @ amounts).T).reshape(rgb.shape)
+    return out.clip(0.0, 1.0).astype(rgb.dtype)
+
+
+def normalise(image_rgb: np.ndarray, target: Stain = CANONICAL) -> np.ndarray:
+    """An HxWx3 RGB uint8 image redrawn in `target`'s dyes (as it is when it holds too little
+    stain to estimate its own)."""
+    rgb = image_rgb.astype(np.float64) / 255.0
+    own = estimate(rgb)
+    if own is None:
+        return image_rgb
+    return (restain(rgb, own, target) * 255.0 + 0.5).astype(np.uint8)

@@ -1,0 +1,56 @@
+"""The two dyes of a smear (`edge.inference.dyes`): recovered nuclear dye first, redrawn in
+another stain's dyes, and a whole crop brought to the canonical stain whatever its own."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.inference.dyes import CANONICAL, Stain, estimate, normalise, restain
+from tests.helpers.dyes import EOSIN, NUCLEAR, smear, unit
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(unit(a) @ unit(b), -1, 1))))
+
+
+def test_the_two_dyes_are_recovered_nuclear_first():
+    stain = estimate(smear(NUCLEAR, EOSIN))
+    assert stain is not None
+    assert _angle(stain.vectors[:, 0], NUCLEAR) < 3
+    assert _angle(stain.vectors[:, 1], EOSIN) < 3
+
+
+def test_a_blank_slide_has_no_stain():
+    assert estimate(np.ones((64, 64, 3))) is None
+
+
+def test_restaining_draws_the_same_dye_amounts_with_the_other_smears_colours():
+    other_nuclear, other_eosin = np.array([0.3, 0.8, 0.5]), np.array([0.1, 0.6, 0.8])
+    source = smear(NUCLEAR, EOSIN)
+    own = estimate(source)
+    target = Stain(np.stack([unit(other_nuclear), unit(other_eosin)], axis=1), own.strength)
+    out = restain(source, own, target)
+    expected = smear(other_nuclear, other_eosin)
+    assert np.abs(out - expected).mean() < 0.02
+    assert np.abs(source - expected).mean() > 0.05  # the colours did change
+    assert np.abs(restain(source, own, own) - source).mean() < 0.01
+
+
+def test_two_stains_of_one_crop_look_alike_once_normalised():
+    """The same dye amounts drawn in two labs' colours and strengths: far apart as they are,
+    close once each is normalised on its own."""
+    a = (smear(NUCLEAR, EOSIN) * 255).astype(np.uint8)
+    b = (smear(np.array([0.3, 0.8, 0.5]), np.array([0.1, 0.6, 0.8]), strength=1.6) * 255
+         ).astype(np.uint8)
+    before = np.abs(a.astype(float) - b).mean()
+    after = np.abs(normalise(a).astype(float) - normalise(b)).mean()
+    assert before > 25
+    assert after < before / 4
+    own = estimate(normalise(a) / 255.0)
+    assert _angle(own.vectors[:, 0], CANONICAL.vectors[:, 0]) < 5
+    assert _angle(own.vectors[:, 1], CANONICAL.vectors[:, 1]) < 5
+
+
+def test_a_crop_without_stain_is_left_as_it_is():
+    blank = np.full((32, 32, 3), 240, np.uint8)
+    assert normalise(blank) is blank
