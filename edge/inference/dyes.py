@@ -44,7 +44,10 @@ def _optical_density(rgb: np.ndarray) -> np.ndarray:
 
 def estimate(rgb: np.ndarray) -> Stain | None:
     """The two dyes of an HxWx3 [0, 1] image, or None when it holds too little stain."""
-    od = _optical_density(rgb)
+    return _estimate(_optical_density(rgb))
+
+
+def _estimate(od: np.ndarray) -> Stain | None:
     stained = od[(od > OD_FLOOR).all(axis=1)]
     if len(stained) < MIN_PIXELS:
         return None
@@ -68,18 +71,20 @@ def estimate(rgb: np.ndarray) -> Stain | None:
 
 def restain(rgb: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
     """An HxWx3 [0, 1] image whose dyes, estimated as `source`, are drawn as `target`'s."""
-    od = _optical_density(rgb)
+    return _redraw(_optical_density(rgb), source, target).reshape(rgb.shape).astype(rgb.dtype)
+
+
+def _redraw(od: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
     amounts = (np.linalg.pinv(source.vectors) @ od.T).clip(0.0, None)
     amounts *= (target.strength / source.strength)[:, None]
-    out = np.exp(-(target.vectors @ amounts).T).reshape(rgb.shape)
-    return out.clip(0.0, 1.0).astype(rgb.dtype)
+    return np.exp(-(target.vectors @ amounts).T).clip(0.0, 1.0)
 
 
 def normalise(image_rgb: np.ndarray, target: Stain = CANONICAL) -> np.ndarray:
     """An HxWx3 RGB uint8 image redrawn in `target`'s dyes (as it is when it holds too little
     stain to estimate its own)."""
-    rgb = image_rgb.astype(np.float64) / 255.0
-    own = estimate(rgb)
+    od = _optical_density(image_rgb.astype(np.float64) / 255.0)
+    own = _estimate(od)
     if own is None:
         return image_rgb
-    return (restain(rgb, own, target) * 255.0 + 0.5).astype(np.uint8)
+    return (_redraw(od, own, target).reshape(image_rgb.shape) * 255.0 + 0.5).astype(np.uint8)
