@@ -521,26 +521,23 @@ def test_the_seed_is_recorded_and_changes_the_run(tmp_path):
 
 
 def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
-    """--dye-normalise: training reads every crop in the canonical dyes, the exported manifest
+    """dye_normalise: training reads every crop in the canonical dyes, the exported manifest
     says so, and the edge classifier redraws a crop the same way before its graph."""
     from edge.inference.classifier import to_batch
     from edge.inference.dyes import normalise
+    from export.classify_onnx import export_classifier_onnx
+    from training.classify_train import ClassifyTrainConfig, train_classifier
 
     tiny = _tiny_all(tmp_path)
     run = tmp_path / "run"
-    env = offline_env(tmp_path)
-    done = run_cli("train", "classify", str(tiny), "--out", str(run), "--arch", "smallnet",
-                   "--epochs", "1", "--imgsz", "32", "--batch", "8", "--dye-normalise", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_classifier(ClassifyTrainConfig([Source(tiny)], run, arch="smallnet", imgsz=32,
+                                         epochs=1, batch=8, dye_normalise=True))
     assert json.loads((run / "manifest.json").read_text())["config"]["dye_normalise"] is True
     model = tmp_path / "cls.onnx"
-    done = run_cli("export", "onnx", str(run / "train" / "weights" / "best.pt"), "--out",
-                   str(model), env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    export_classifier_onnx(run / "train" / "weights" / "best.pt", model)
     assert json.loads(model.with_suffix(".json").read_text())["input"]["stain"] == "dyes/1"
     classifier = Classifier(model)
-    data = read_class_folders(tiny)
-    items = data.split("val")[:3]
+    items = read_class_folders(tiny).split("val")[:3]
     raw = load_pixels(items, 32)
     assert np.array_equal(load_pixels(items, 32, dye_normalise=True),
                           np.stack([normalise(p) for p in raw]))

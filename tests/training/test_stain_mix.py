@@ -22,7 +22,10 @@ from training.stain_mix import StainBank  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bank(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory) -> Path:
+    """A bank written by the script from three fields of one lab and one excluded field."""
+    tmp_path = tmp_path_factory.mktemp("bank")
     folder = tmp_path / "fields"
     (folder / "lab-a").mkdir(parents=True)
     for i in range(3):
@@ -38,16 +41,16 @@ def _bank(tmp_path: Path) -> Path:
     return out
 
 
-def test_the_bank_keeps_colours_and_leaves_out_excluded_sizes(tmp_path):
-    record = json.loads(_bank(tmp_path).read_text())
+def test_the_bank_keeps_colours_and_leaves_out_excluded_sizes(bank_file):
+    record = json.loads(bank_file.read_text())
     assert [s["images"] for s in record["sources"]] == [3]
     assert record["sources"][0]["excluded_or_unreadable"] == 1
     assert all("held-out" not in s["image"] for s in record["stains"])
     assert set(record["stains"][0]) == {"image", "vectors", "strength"}
 
 
-def test_mixing_re_renders_the_picked_share_and_is_seeded(tmp_path):
-    bank = StainBank(_bank(tmp_path))
+def test_mixing_re_renders_the_picked_share_and_is_seeded(bank_file):
+    bank = StainBank(bank_file)
     x = torch.from_numpy(smear(EOSIN, NUCLEAR).astype(np.float32)).permute(2, 0, 1)
     batch = x.expand(16, -1, -1, -1).contiguous()
     none = bank.mix(batch, torch.Generator().manual_seed(0), p=0.0)
