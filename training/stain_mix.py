@@ -32,13 +32,14 @@ class StainBank:
             self.stains = [Stain(np.asarray(s["vectors"], dtype=np.float64),
                                  np.asarray(s["strength"], dtype=np.float64))
                            for s in record["stains"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.sources = record["sources"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise HemascopeError(f"{path} is not a stain bank: {exc}",
                                  "write one with scripts/stain_bank.py") from None
         if not self.stains or any(s.vectors.shape != (3, 2) for s in self.stains):
             raise HemascopeError(f"{path} holds no usable stains",
                                  "write it again with scripts/stain_bank.py")
-        self.path, self.sha256, self.sources = path, file_sha256(path), record["sources"]
+        self.path, self.sha256 = path, file_sha256(path)
 
     def mix(self, x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
         """With probability `p` per image of an Nx3xHxW [0, 1] batch, re-render it in a

@@ -62,7 +62,9 @@ def test_mixing_re_renders_the_picked_share_and_is_seeded(bank_file):
     assert torch.equal(every, again)
 
 
-@pytest.mark.parametrize("content", ["not json", json.dumps({"format": "other"}),
+@pytest.mark.parametrize("content", ["not json", "[]", json.dumps({"format": "other"}),
+                                     json.dumps({"format": "hemascope-stain-bank/1",
+                                                 "stains": []}),
                                      json.dumps({"format": "hemascope-stain-bank/1",
                                                  "sources": [], "stains": []})])
 def test_a_bad_bank_is_a_clear_error(tmp_path, content):
