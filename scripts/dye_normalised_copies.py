@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture.folder import read_image
 from edge.inference.dyes import Stain, estimate, restain
 from training.classify_data import zoom_out
 
@@ -37,7 +38,7 @@ def main() -> None:
     for lab, zoom in LABS:
         kept = 0
         for path in sorted(p for p in (D / lab).rglob("*") if p.is_file()):
-            image = cv2.imread(str(path))
+            image = read_image(path)
             if zoom != 1.0:
                 image = zoom_out(image, zoom)
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) / 255.0

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import cv2
 
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.inference.dyes import estimate
 from training.stain_mix import BANK_FORMAT
-
-SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 def main() -> None:
@@ -35,13 +34,16 @@ def main() -> None:
     excluded = {tuple(int(v) for v in s.lower().split("x")) for s in args.exclude_size}
     stains, sources = [], []
     for folder in args.folders:
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         random.Random(args.seed).shuffle(files)
         used = skipped = unusable = 0
         for path in files:
             if used == args.per_folder:
                 break
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            try:
+                image = read_image(path)
+            except ValueError:
+                image = None
             if image is None or (image.shape[1], image.shape[0]) in excluded:
                 skipped += 1
                 continue

@@ -11,6 +11,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from edge.inference.dyes import WHITE_POINT_SHARE
+
 WIDTHS = (32, 64, 128, 256)
 
 
@@ -55,7 +57,6 @@ class SmallNet(nn.Module):
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-WHITE_POINT_SHARE = 0.1  # the brightest 10 % of each channel's pixels: the smear's background
 
 
 def white_balance(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WHITE_POINT_SHARE = 0.1  # the brightest share of pixels taken as the slide's white
+# The brightest share of each channel's pixels taken as the slide's white, here and in the
+# classifier graph's own white balance (training.classify_model.white_balance).
+WHITE_POINT_SHARE = 0.1
 OD_FLOOR = 0.15  # optical density below which a pixel is background (Macenko's beta)
 ANGLE_PERCENTILE = 1.0  # robust extremes of the dye plane (Macenko's alpha)
 MIN_PIXELS = 100
