@@ -89,7 +89,9 @@ def _open_and_close(data_dir: str) -> str:
 
 def test_two_processes_opening_a_new_database_at_once_both_succeed(tmp_path):
     """Both switch the new database to WAL at once; SQLite refuses one without waiting
-    ('database is locked') without the busy wait: it is tried again."""
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    ('database is locked') without the busy wait: it is tried again. The workers are
+    spawned, not forked: a fork of this multithreaded test process can inherit a held lock
+    and hang the pool."""
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
         for i in range(40):
             assert pool.map(_open_and_close, [str(tmp_path / str(i))] * 2) == ["ok", "ok"]
