@@ -36,12 +36,22 @@ CANONICAL = Stain(np.array([[0.641, 0.417], [0.722, 0.726], [0.261, 0.547]]),
                   np.array([0.907, 1.649]))
 
 
+# -log(v / 255) of every uint8 value (0 is black: infinite, clipped like any ratio below 1/255).
+with np.errstate(divide="ignore"):
+    _UINT8_OD = -np.log(np.arange(256) / 255.0)
+
+
 def _optical_density(rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 [0, 1] float -> (H*W)x3 optical density after a white-point balance."""
-    flat = rgb.reshape(-1, 3).astype(np.float64)
+    """HxWx3 [0, 1] float or RGB uint8 -> (H*W)x3 optical density after a white-point
+    balance (uint8 through a table: the same values, at a fraction of the cost)."""
+    flat = rgb.reshape(-1, 3)
     k = max(1, int(len(flat) * WHITE_POINT_SHARE))
-    white = np.partition(flat, len(flat) - k, axis=0)[-k:].mean(axis=0).clip(0.05, None)
-    return -np.log((flat / white).clip(1.0 / 255.0, 1.0))
+    white = np.partition(flat, len(flat) - k, axis=0)[-k:].mean(axis=0)
+    if flat.dtype == np.uint8:
+        white = (white / 255.0).clip(0.05, None)
+        return (_UINT8_OD[flat] + np.log(white)).clip(0.0, np.log(255.0))
+    white = white.clip(0.05, None)
+    return -np.log((flat.astype(np.float64) / white).clip(1.0 / 255.0, 1.0))
 
 
 def estimate(rgb: np.ndarray) -> Stain | None:
@@ -85,7 +95,7 @@ def _redraw(od: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
 def normalise(image_rgb: np.ndarray, target: Stain = CANONICAL) -> np.ndarray:
     """An HxWx3 RGB uint8 image redrawn in `target`'s dyes (as it is when it holds too little
     stain to estimate its own)."""
-    od = _optical_density(image_rgb.astype(np.float64) / 255.0)
+    od = _optical_density(image_rgb)
     own = _estimate(od)
     if own is None:
         return image_rgb
