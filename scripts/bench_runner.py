@@ -34,7 +34,7 @@ import numpy as np
 import onnxruntime
 
 from edge.capture.folder import IMAGE_SUFFIXES, FolderSource, read_image
-from edge.config import Profile
+from edge.config import BUNDLED_WBC_CLASSIFIER, Profile
 from edge.core.labels import WBC
 from edge.inference.detector import Detector, Prepared, Timed
 from edge.inference.yolo import letterbox_tensor
@@ -111,13 +111,13 @@ def median_ms(fields: list[tuple[float, int]], max_wbc: int | None = None) -> fl
     return statistics.median(ms for ms, wbc in fields if max_wbc is None or wbc <= max_wbc)
 
 
-def classifier_latency(images: list[np.ndarray]) -> dict[str, float]:
+def classifier_latency(images: list[np.ndarray], wbc_model: Path) -> dict[str, float]:
     """Median ms per WBC crop and per ALL field, model call and preprocessing included."""
-    from edge.config import BUNDLED_ALL_CLASSIFIER, BUNDLED_WBC_CLASSIFIER
+    from edge.config import BUNDLED_ALL_CLASSIFIER
     from edge.inference.classifier import Classifier
 
     out = {}
-    for name, path, crop in (("wbc_ms_per_crop", BUNDLED_WBC_CLASSIFIER, True),
+    for name, path, crop in (("wbc_ms_per_crop", wbc_model, True),
                              ("all_ms_per_field", BUNDLED_ALL_CLASSIFIER, False)):
         classifier = Classifier(path)
         times = []
@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
     ap.add_argument("--json", type=Path, help="write results here")
+    ap.add_argument("--wbc-model", type=Path, default=BUNDLED_WBC_CLASSIFIER,
+                    help="the WBC differential to time (default: the bundled one)")
     args = ap.parse_args()
 
     paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -174,7 +176,8 @@ def main() -> None:
         one.backend.fields_in_flight = 1
         raw_detector = Detector(profile.model.detector)  # all cores, one frame at a time
         detector = Detector(profile.model.detector, threads=profile.backend.inference_threads())
-        both_on = profile.classifiers.model_copy(update={"wbc": True, "all_subtype": True})
+        both_on = profile.classifiers.model_copy(update={"wbc": True, "all_subtype": True,
+                                                         "wbc_model": args.wbc_model})
         classifiers = FieldClassifiers(both_on, detector.classes)
         images = [read_image(p) for p in paths]
         tensors = [letterbox_tensor(im, detector.size)[0] for im in images]
@@ -193,7 +196,7 @@ def main() -> None:
             both.append(median_ms(end_to_end(profile, detector, classifiers, frames,
                                              Path(tmp) / f"c{r}")[0], max_wbc=3))
         few_wbc = sum(wbc <= 3 for _, wbc in detector_only)  # of the frames - 1 periods
-        latency = classifier_latency(images)
+        latency = classifier_latency(images, args.wbc_model)
 
     result = {
         "frames": len(paths),
@@ -228,6 +231,8 @@ def main() -> None:
             "ratio_with_classifiers_over_detector_only":
                 statistics.median(np.divide(both, det_only).tolist()),
             "ratio_per_round": np.divide(both, det_only).round(3).tolist(),
+            "wbc_model": {"file": str(args.wbc_model),
+                          "sha256": classifiers.wbc.sha256 if classifiers.wbc else None},
             **latency,
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
