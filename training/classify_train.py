@@ -20,6 +20,7 @@ import torch
 
 from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
+from edge.inference.dyes import normalise
 from training.augment import (
     geometric_jitter,
     hed_jitter,
@@ -57,7 +58,9 @@ class ClassifyTrainConfig:
     hue_mirror: bool = False  # reflect the hue circle of half the images (with stain_jitter)
     stain_bank: Path | None = None  # re-render crops in these unlabelled smears' stains
     stain_mix: float = 0.7  # share of training images re-rendered (with stain_bank)
-    dye_normalise: bool = False  # every crop in the canonical dyes, in training and on the device
+    # every crop in the canonical dyes, as on the device: after augmentation, so the network
+    # learns the normaliser's output for the stains and cameras augmentation imitates
+    dye_normalise: bool = False
     resolution_jitter: bool = True  # random coarsening (cheaper optics and sensors)
     scale_jitter: bool = True  # random zoom 0.8-1.25x and free rotation
     shift: int = 8  # random translation in pixels
@@ -95,7 +98,15 @@ def augment(x: torch.Tensor, cfg: ClassifyTrainConfig, gen: torch.Generator,
     if cfg.stain_jitter:
         x = tone_jitter(hed_jitter(stain_jitter(x, gen, hue_deg=cfg.hue_jitter,
                                                    mirror_p=0.5 * cfg.hue_mirror), gen), gen)
-    return x
+    return dye_normalised(x) if cfg.dye_normalise else x
+
+
+def dye_normalised(x: torch.Tensor) -> torch.Tensor:
+    """An Nx3xHxW [0, 1] batch as a dye-normalised classifier's graph receives it: each image
+    an RGB uint8 crop redrawn in the canonical dyes (`edge.inference.dyes.normalise`)."""
+    crops = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    redrawn = np.stack([normalise(crop) for crop in crops])
+    return torch.from_numpy(redrawn).permute(0, 3, 1, 2).float() / 255.0
 
 
 def init_from(model: torch.nn.Module, cfg: ClassifyTrainConfig, classes: list[str]) -> None:
@@ -141,8 +152,9 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     weights_dir.mkdir(parents=True, exist_ok=True)
     segments = Segments(cfg.out, resume)
     splits = {s: data.split(s) for s in ("train", "val")}
+    # With dye_normalise, val crops are normalised once here, training crops after augment.
     pixels = {s: torch.from_numpy(load_pixels(items, cfg.imgsz, cfg.sources,
-                                              dye_normalise=cfg.dye_normalise))
+                                              dye_normalise=cfg.dye_normalise and s == "val"))
               for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
     draw = torch.tensor(data.sampling_weights(class_share=cfg.class_share) if cfg.balance

@@ -153,9 +153,10 @@ def train_classify(
         min=0, max=1, help="Share of training images re-rendered with --stain-bank.")] = 0.7,
     dye_normalise: Annotated[bool, typer.Option(
         help="Redraw every crop in one canonical stain's two dye colours (Macenko, per "
-        "crop), in training and, as the model's manifest then says, on the device. The best "
-        "lever on labs the model never saw so far; it adds about 5 ms per crop "
-        "(docs/models/classifiers.md).")] = False,
+        "crop), in training after the augmentation (as the device sees another lab's crop) "
+        "and, as the model's manifest then says, on the device. The best lever on labs the "
+        "model never saw so far; it adds about 2-5 ms per crop (docs/models/classifiers.md).")
+        ] = False,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,

@@ -521,8 +521,8 @@ def test_the_seed_is_recorded_and_changes_the_run(tmp_path):
 
 
 def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
-    """dye_normalise: training reads every crop in the canonical dyes, the exported manifest
-    says so, and the edge classifier redraws a crop the same way before its graph."""
+    """dye_normalise: training reads every val crop in the canonical dyes, the exported
+    manifest says so, and the edge classifier redraws a crop the same way before its graph."""
     from edge.inference.classifier import to_batch
     from edge.inference.dyes import normalise
     from export.classify_onnx import export_classifier_onnx
@@ -546,3 +546,22 @@ def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
     plain = [classifier.backend.infer(to_batch([p]))[0][0] for p in raw]
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert not np.allclose(got, plain, atol=1e-4)
+
+
+def test_dye_normalised_training_redraws_each_crop_after_its_augmentation(tmp_path):
+    """A lab's other stain or camera reaches the device's normaliser before the graph: so in
+    training the normalisation comes last, on the augmented crop quantised as a camera's."""
+    from edge.inference.dyes import normalise
+    from tests.helpers.dyes import EOSIN, NUCLEAR, smear
+    from training.classify_train import ClassifyTrainConfig, augment
+
+    crops = torch.from_numpy(np.stack([smear(NUCLEAR, EOSIN, size=32),
+                                       smear(EOSIN, NUCLEAR, size=32)])).permute(0, 3, 1, 2)
+    plain = ClassifyTrainConfig([], tmp_path, hue_jitter=90.0)
+    dyes = ClassifyTrainConfig([], tmp_path, hue_jitter=90.0, dye_normalise=True)
+    augmented = augment(crops.float(), plain, torch.Generator().manual_seed(3))
+    got = augment(crops.float(), dyes, torch.Generator().manual_seed(3))
+    quantised = (augmented.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    want = np.stack([normalise(c) for c in quantised]).transpose(0, 3, 1, 2) / 255.0
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+    assert np.abs(got.numpy() - augmented.numpy()).mean() > 0.01  # the dyes were redrawn
