@@ -13,6 +13,7 @@ import numpy as np
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.core.files import file_sha256
 from edge.inference.classifier import resize_rgb, to_batch
+from edge.inference.dyes import METHOD as DYES
 from edge.inference.dyes import normalise
 from edge.inference.yolo import letterbox_tensor
 
@@ -33,7 +34,7 @@ class Calibration:
     paths: tuple[Path, ...]
     size: tuple[int, int]  # model input (height, width)
     resize: str = "letterbox"  # as the model's manifest says: "letterbox" or "area"
-    stain: str = "as-is"  # as the model's manifest says: "as-is" or "dyes/1"
+    stain: str = "as-is"  # as the model's manifest says: "as-is" or edge.inference.dyes.METHOD
 
     @property
     def digest(self) -> str:
@@ -47,7 +48,7 @@ class Calibration:
             image = read_image(path)
             if self.resize == "area":
                 rgb = resize_rgb(image, self.size[0])
-                yield to_batch([normalise(rgb) if self.stain == "dyes/1" else rgb])
+                yield to_batch([normalise(rgb) if self.stain == DYES else rgb])
             else:
                 yield letterbox_tensor(image, self.size)[0]
 

@@ -3,7 +3,7 @@ WBC differential's time per crop, on one thread.
 
 The same real crops, prepared as the runner prepares them (128 px, RGB), are timed in
 alternating rounds: the classifier's graph alone, the normalisation alone, and both (as a
-`"stain": "dyes/1"` model runs). Each figure is the median over rounds of the per-crop median;
+`"stain": "dyes/2"` model runs). Each figure is the median over rounds of the per-crop median;
 the ratio is the median of the per-round ratios, so the machine's drift falls on both sides.
 Run it on an idle machine (no training in the background):
 

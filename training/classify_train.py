@@ -20,6 +20,7 @@ import torch
 
 from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
+from edge.inference.dyes import METHOD as DYES
 from edge.inference.dyes import normalise
 from training.augment import (
     geometric_jitter,
@@ -186,7 +187,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "arch": cfg.arch,
-            "stain": "dyes/1" if cfg.dye_normalise else "as-is"}
+            "stain": DYES if cfg.dye_normalise else "as-is"}
     # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
     # an interrupted process is trained again, and logged once.
     log = (cfg.out / "log.jsonl").open("w")

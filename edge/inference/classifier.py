@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
+from edge.inference.dyes import METHOD as DYES
 from edge.inference.dyes import normalise
 from edge.inference.head import softmax
 from edge.inference.manifest import ModelManifest, check_input_shape, verify_model
@@ -67,7 +68,7 @@ class Classifier:
             raise HemascopeError(f"model {model_path.name} has a non-square input",
                                  "re-export the classifier")
         self.size = self.manifest.input.height
-        self.dye_normalised = self.manifest.input.stain == "dyes/1"
+        self.dye_normalised = self.manifest.input.stain == DYES
         self.classes = list(self.manifest.classes)
         self.backend: Backend = load_backend(backend, model_path, threads)
         check_input_shape(self.manifest, self.backend.input_shape, model_path.name)

@@ -4,8 +4,14 @@ An azure / methylene-blue dye colours nuclei purple-blue and an eosin colours re
 granules pink-orange; each laboratory's batch, timing and camera give each dye its own colour
 and strength. Following Macenko et al. (ISBI 2009), an image's two dye colours are estimated
 as optical-density vectors; its per-pixel dye amounts can then be drawn again with other
-vectors and strengths (`restain`): those of another smear (training's stain mixing) or a
+vectors and strength (`restain`): those of another smear (training's stain mixing) or a
 fixed canonical stain (`normalise`, identical in training and on the device).
+
+The amounts are scaled by one factor for both dyes, the geometric mean of the two dyes'
+strength ratios: the crop's own balance between its dyes (a basophil's dark granules, a
+lymphocyte's thin cytoplasm) is kept. Scaling each dye on its own ("dyes/1", session 15)
+amplified colour changes instead of removing them: a hue shift of 10 degrees moved the
+normalised crop more than the raw one.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ WHITE_POINT_SHARE = 0.1
 OD_FLOOR = 0.15  # optical density below which a pixel is background (Macenko's beta)
 ANGLE_PERCENTILE = 1.0  # robust extremes of the dye plane (Macenko's alpha)
 MIN_PIXELS = 100
+# The manifest's `input.stain` of a classifier trained on `normalise`'s output.
+METHOD = "dyes/2"
 
 
 @dataclass(frozen=True)
 class Stain:
     """Two dyes: unit optical-density vectors (3x2, the nuclear dye first) and each dye's
-    99th-percentile amount."""
+    99th-percentile amount (their geometric mean is the stain's strength)."""
     vectors: np.ndarray
     strength: np.ndarray
 
@@ -82,13 +90,14 @@ def _estimate(od: np.ndarray) -> Stain | None:
 
 
 def restain(rgb: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
-    """An HxWx3 [0, 1] image whose dyes, estimated as `source`, are drawn as `target`'s."""
+    """An HxWx3 [0, 1] image whose dyes, estimated as `source`, are drawn in `target`'s
+    colours and overall strength."""
     return _redraw(_optical_density(rgb), source, target).reshape(rgb.shape).astype(rgb.dtype)
 
 
 def _redraw(od: np.ndarray, source: Stain, target: Stain) -> np.ndarray:
     amounts = (np.linalg.pinv(source.vectors) @ od.T).clip(0.0, None)
-    amounts *= (target.strength / source.strength)[:, None]
+    amounts *= np.sqrt(np.prod(target.strength / source.strength))
     return np.exp(-(target.vectors @ amounts).T).clip(0.0, 1.0)
 
 

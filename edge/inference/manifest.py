@@ -40,9 +40,9 @@ class ModelInput(BaseModel):
     letterbox_pad: int = Field(114, ge=0, le=255)
     # "letterbox": keep aspect, pad (detector); "area": cv2 INTER_AREA resize (classifier).
     resize: Literal["letterbox", "area"] = "letterbox"
-    # "dyes/1": each resized image is redrawn in the canonical stain's two dyes before the graph
-    # (`edge.inference.dyes.normalise`), as it was in training (classifier).
-    stain: Literal["as-is", "dyes/1"] = "as-is"
+    # "dyes/2" (`edge.inference.dyes.METHOD`): each resized image is redrawn in the canonical
+    # stain's two dyes before the graph (`edge.inference.dyes.normalise`), as in training.
+    stain: Literal["as-is", "dyes/2"] = "as-is"
     # Range of red-cell diameters, in input pixels, of the fields a detector was validated on
     # (5th-95th percentile of each field's median): the runner brings a field whose red cells
     # fall outside it into it (None: never rescales).

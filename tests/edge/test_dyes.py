@@ -67,3 +67,15 @@ def test_a_uint8_crop_is_normalised_as_its_float_copy_would_be():
     assert np.allclose(by_table.strength, by_float.strength, atol=1e-9)
     floats = restain(crop / 255.0, by_float, CANONICAL)
     assert np.abs(normalise(crop) - floats * 255.0).max() <= 0.5 + 1e-6
+
+
+def test_normalising_keeps_the_balance_between_a_crops_two_dyes():
+    """One factor scales both dyes: a crop holding twice the nuclear dye (relative to eosin)
+    of another still does once both are normalised. Scaling each dye on its own, as "dyes/1"
+    did, gave every crop the same balance and amplified colour changes."""
+    balances = []
+    for gain in (1.0, 2.0):
+        crop = (smear(NUCLEAR, EOSIN, nuclear_gain=gain) * 255).astype(np.uint8)
+        own = estimate(normalise(crop) / 255.0)
+        balances.append(own.strength[0] / own.strength[1])
+    assert 1.6 < balances[1] / balances[0] < 2.5

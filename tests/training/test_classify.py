@@ -535,7 +535,7 @@ def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["config"]["dye_normalise"] is True
     model = tmp_path / "cls.onnx"
     export_classifier_onnx(run / "train" / "weights" / "best.pt", model)
-    assert json.loads(model.with_suffix(".json").read_text())["input"]["stain"] == "dyes/1"
+    assert json.loads(model.with_suffix(".json").read_text())["input"]["stain"] == "dyes/2"
     classifier = Classifier(model)
     items = read_class_folders(tiny).split("val")[:3]
     raw = load_pixels(items, 32)
