@@ -1,6 +1,6 @@
-import multiprocessing
 import sqlite3
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from edge.core.labels import FieldStatus
 from edge.core.records import FieldRecord
 from edge.pipeline.session import finish_session
 from edge.storage.store import Store
+from tests.conftest import ROOT
 
 CLASSES = ["WBC", "RBC", "Platelets"]
 SHA = "ab" * 32  # a model digest
@@ -79,19 +80,34 @@ def test_unwritable_data_dir(tmp_path):
         Store.open(blocker / "data")
 
 
-def _open_and_close(data_dir: str) -> str:
+# One racer: waits for the start file, then opens and closes 40 new databases in turn,
+# printing what each open said.
+_RACER = """
+import sqlite3, sys, time
+from pathlib import Path
+from edge.storage.store import Store
+root = Path(sys.argv[1])
+while not (root / "go").exists():
+    time.sleep(0.001)
+for i in range(40):
     try:
-        Store.open(Path(data_dir)).close()
+        Store.open(root / str(i)).close()
+        print("ok")
     except sqlite3.OperationalError as exc:
-        return str(exc)
-    return "ok"
+        print(exc)
+"""
 
 
 def test_two_processes_opening_a_new_database_at_once_both_succeed(tmp_path):
-    """Both switch the new database to WAL at once; SQLite refuses one without waiting
-    ('database is locked') without the busy wait: it is tried again. The workers are
-    spawned, not forked: a fork of this multithreaded test process can inherit a held lock
-    and hang the pool."""
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        for i in range(40):
-            assert pool.map(_open_and_close, [str(tmp_path / str(i))] * 2) == ["ok", "ok"]
+    """Both switch each new database to WAL at once; SQLite refuses one without waiting
+    ('database is locked') without the busy wait: it is tried again. Two interpreters
+    released together (a multiprocessing pool in this multithreaded test process hung
+    twice in 20 runs: its result thread died)."""
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    (tmp_path / "go").touch()
+    for racer in racers:
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err[-2000:]
+        assert out.split("\n")[:-1] == ["ok"] * 40
