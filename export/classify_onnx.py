@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from edge.core.errors import HemascopeError
 from edge.core.files import file_sha256
+from edge.inference.dyes import METHOD as DYES
 from edge.inference.head import LinearHead
 from edge.inference.manifest import ModelInput, ModelManifest, write_manifest
 from export.onnx import training_manifest
@@ -32,6 +34,16 @@ def read_classifier_checkpoint(checkpoint: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
 
 
+def _stain(state: dict[str, Any], checkpoint: Path) -> str:
+    """The input stain the checkpoint was trained on, if the device still runs it."""
+    stain = state.get("stain", "as-is")
+    if stain not in ("as-is", DYES):
+        raise HemascopeError(f"{checkpoint} was trained on crops normalised as {stain!r}, which "
+                             f"the device no longer runs (it runs {DYES!r})",
+                             "train the model again with --dye-normalise")
+    return stain
+
+
 def _head(graph: Exported) -> LinearHead:
     """The final linear layer, written into the manifest for site calibration's prior."""
     linear = [m for m in graph.model.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -43,6 +55,7 @@ def export_classifier_onnx(checkpoint: Path, out: Path, opset: int = 18) -> Mode
     state = read_classifier_checkpoint(checkpoint)
     if state is None:
         raise ValueError(f"{checkpoint} is not a `hemascope train classify` checkpoint")
+    stain = _stain(state, checkpoint)
     size = int(state["imgsz"])
     arch = state.get("arch", "smallnet")
     model = build_model(arch, len(state["classes"]), size)
@@ -59,8 +72,7 @@ def export_classifier_onnx(checkpoint: Path, out: Path, opset: int = 18) -> Mode
     manifest = ModelManifest(
         task="classify",
         classes=list(state["classes"]),
-        input=ModelInput(height=size, width=size, resize="area",
-                         stain=state.get("stain", "as-is")),
+        input=ModelInput(height=size, width=size, resize="area", stain=stain),
         file=out.name,
         sha256=file_sha256(out),
         precision="fp32",

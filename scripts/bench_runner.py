@@ -198,7 +198,7 @@ def main() -> None:
             # second stage, on fields with at most 3 white cells (issue 4's condition)
             det_only.append(median_ms(detector_only, max_wbc=3))
             classified.append(median_ms(end_to_end(profile, detector, classifiers, frames,
-                                             Path(tmp) / f"c{r}")[0], max_wbc=3))
+                                                   Path(tmp) / f"c{r}")[0], max_wbc=3))
         few_wbc = sum(wbc <= 3 for _, wbc in detector_only)  # of the frames - 1 periods
         latency = classifier_latency(images, args.wbc_model)
 

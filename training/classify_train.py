@@ -188,6 +188,10 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "arch": cfg.arch,
             "stain": DYES if cfg.dye_normalise else "as-is"}
+    if resume and state.get("stain", "as-is") != meta["stain"]:
+        raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
+                             f"{state.get('stain', 'as-is')!r}, this command as "
+                             f"{meta['stain']!r}", "start a new run with another --out")
     # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
     # an interrupted process is trained again, and logged once.
     log = (cfg.out / "log.jsonl").open("w")

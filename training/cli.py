@@ -145,7 +145,7 @@ def train_classify(
     stain_bank: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, metavar="BANK.json",
         help="Re-render --stain-mix of the training crops in the stains (Macenko's two dye "
-        "colours) of unlabelled smears from other clinics, written by "
+        "colours and overall strength) of unlabelled smears from other clinics, written by "
         "scripts/stain_bank.py. Leave the lab a run is judged on out of the bank. It "
         "scored worse than --hue-jitter 180 on labs the model never saw "
         "(docs/models/classifiers.md).")] = None,

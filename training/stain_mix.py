@@ -1,9 +1,9 @@
 """Stain mixing: re-render a training crop in the stain of another smear.
 
 A hue rotation moves a stain's two dyes together; a lab's stain moves them apart. A crop's
-per-pixel dye amounts (`edge.inference.dyes`) are drawn again with the dye colours and
-strengths of an unlabelled smear from a *stain bank* (fields from other clinics, used for
-their colours only, never for their labels).
+per-pixel dye amounts (`edge.inference.dyes`) are drawn again with the dye colours and overall
+strength of an unlabelled smear from a *stain bank* (fields from other clinics, used for
+their colours only, never for their labels); the crop keeps its own balance between its dyes.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def _optical_density(rgb: np.ndarray) -> np.ndarray:
     balance (uint8 through a table: the same values, at a fraction of the cost)."""
     flat = rgb.reshape(-1, 3)
     k = max(1, int(len(flat) * WHITE_POINT_SHARE))
-    white = np.partition(flat, len(flat) - k, axis=0)[-k:].mean(axis=0)
+    white = np.partition(flat, len(flat) - k, axis=0)[-k:].mean(axis=0, dtype=np.float64)
     if flat.dtype == np.uint8:
         white = (white / 255.0).clip(0.05, None)
         return (_UINT8_OD[flat] + np.log(white)).clip(0.0, np.log(255.0))
@@ -63,7 +63,8 @@ def _optical_density(rgb: np.ndarray) -> np.ndarray:
 
 
 def estimate(rgb: np.ndarray) -> Stain | None:
-    """The two dyes of an HxWx3 [0, 1] image, or None when it holds too little stain."""
+    """The two dyes of an HxWx3 [0, 1] float or RGB uint8 image, or None when it holds too
+    little stain."""
     return _estimate(_optical_density(rgb))
 
 

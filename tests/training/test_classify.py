@@ -475,6 +475,8 @@ def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(
     first = kill_after_first_checkpoint(args, offline_env(tmp_path), run, timeout=120)
     assert len(first) == 1 and first[0]["last_epoch"] < epochs - 1  # really interrupted
 
+    other_stain = run_cli(*args, "--resume", "--dye-normalise", env=offline_env(tmp_path))
+    assert other_stain.returncode != 0 and "normalised as 'as-is'" in other_stain.stderr
     resumed = run_cli(*args, "--resume", env=offline_env(tmp_path))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
@@ -493,6 +495,21 @@ def test_a_killed_classifier_run_resumes_and_its_manifest_counts_both_processes(
     again = run_cli(*args, "--resume", env=offline_env(tmp_path))
     assert again.returncode != 0 and "nothing to resume" in again.stderr
     assert json.loads((run / "manifest.json").read_text()) == manifest
+
+
+def test_a_checkpoint_normalised_as_the_device_no_longer_does_is_not_exported(tmp_path):
+    """A session-15 "dyes/1" checkpoint: one line saying why and what to do, no model."""
+    from export.classify_onnx import export_classifier_onnx
+    from training.classify_model import SmallNet
+    from training.classify_train import CHECKPOINT_FORMAT
+
+    ckpt = tmp_path / "best.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "task": "classify", "classes": ["x", "y"],
+                "imgsz": 32, "arch": "smallnet", "model": SmallNet(2).state_dict(), "epoch": 0,
+                "stain": "dyes/1"}, ckpt)
+    with pytest.raises(HemascopeError, match="no longer runs"):
+        export_classifier_onnx(ckpt, tmp_path / "cls.onnx")
+    assert not (tmp_path / "cls.onnx").exists() and not (tmp_path / "cls.json").exists()
 
 
 def test_detector_refuses_a_classifier(tiny_classifier):
@@ -521,8 +538,9 @@ def test_the_seed_is_recorded_and_changes_the_run(tmp_path):
 
 
 def test_a_dye_normalised_classifier_sees_its_crops_as_training_did(tmp_path):
-    """dye_normalise: training reads every val crop in the canonical dyes, the exported
-    manifest says so, and the edge classifier redraws a crop the same way before its graph."""
+    """dye_normalise: `load_pixels` (training's val crops) redraws crops in the canonical
+    dyes, the exported manifest says so, and the edge classifier redraws a crop the same way
+    before its graph."""
     from edge.inference.classifier import to_batch
     from edge.inference.dyes import normalise
     from export.classify_onnx import export_classifier_onnx

@@ -1,6 +1,7 @@
 import sqlite3
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -80,13 +81,14 @@ def test_unwritable_data_dir(tmp_path):
         Store.open(blocker / "data")
 
 
-# One racer: waits for the start file, then opens and closes 40 new databases in turn,
-# printing what each open said.
+# One racer: says it is ready, waits for the start file, then opens and closes 40 new
+# databases in turn, printing what each open said.
 _RACER = """
 import sqlite3, sys, time
 from pathlib import Path
 from edge.storage.store import Store
 root = Path(sys.argv[1])
+(root / f"ready-{sys.argv[2]}").touch()
 while not (root / "go").exists():
     time.sleep(0.001)
 for i in range(40):
@@ -103,11 +105,19 @@ def test_two_processes_opening_a_new_database_at_once_both_succeed(tmp_path):
     ('database is locked') without the busy wait: it is tried again. Two interpreters
     released together (a multiprocessing pool in this multithreaded test process hung
     twice in 20 runs: its result thread died)."""
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path)], cwd=ROOT,
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path), str(n)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
-    (tmp_path / "go").touch()
-    for racer in racers:
-        out, err = racer.communicate(timeout=120)
-        assert racer.returncode == 0, err[-2000:]
-        assert out.split("\n")[:-1] == ["ok"] * 40
+              for n in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready-{n}").exists() for n in range(2)):
+            assert time.monotonic() < deadline, "a racer never started"
+            time.sleep(0.005)
+        (tmp_path / "go").touch()
+        for racer in racers:
+            out, err = racer.communicate(timeout=120)
+            assert racer.returncode == 0, err[-2000:]
+            assert out.splitlines() == ["ok"] * 40
+    finally:
+        for racer in racers:
+            racer.kill()
