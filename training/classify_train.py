@@ -2,7 +2,9 @@
 torch only.
 
 Every epoch draws `epoch_size` training images with replacement, each lab with the same
-share and, within a lab, each class (`balance`). Checkpoints (RUN/train/weights/last.pt every
+share and, within a lab, each class (`balance`). With `lab_adversary`, a class-conditional
+laboratory adversary (`training.lab_adversary`) pushes the embedding to hide which lab a crop
+came from. Checkpoints (RUN/train/weights/last.pt every
 epoch, best.pt by val macro-F1) hold plain tensors and numbers (loadable with
 weights_only=True); `--resume` continues from last.pt.
 """
@@ -33,6 +35,7 @@ from training.augment import (
 from training.classify_data import CLASS_SHARES, Source, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
 from training.classify_model import ARCHITECTURES, build_model
+from training.lab_adversary import LabAdversary, class_mean_gap, ramp, shared_classes
 from training.provenance import Segments
 from training.stain_mix import StainBank
 
@@ -68,6 +71,8 @@ class ClassifyTrainConfig:
     threads: int = 0  # torch CPU threads (0: torch's default)
     classes: list[str] = field(default_factory=list)  # label order (default: sorted union)
     init: Path | None = None  # start from this checkpoint's weights (same arch and size)
+    lab_adversary: float = 0.0  # weight of the reversed lab-adversary gradient (0: off)
+    lab_align: float = 0.0  # weight of the gap between labs' mean embeddings of a class (0: off)
 
 
 def _device(name: str) -> torch.device:
@@ -158,6 +163,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
                                               dye_normalise=cfg.dye_normalise and s == "val"))
               for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
+    lab_names = [src.name for src in cfg.sources]
+    labs = torch.tensor([lab_names.index(it.source) for it in splits["train"]])
     draw = torch.tensor(data.sampling_weights(class_share=cfg.class_share) if cfg.balance
                         else np.ones(len(labels["train"])), dtype=torch.float64)
     epoch_size = cfg.epoch_size or len(labels["train"])
@@ -168,6 +175,16 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         init_from(model, cfg, data.classes)
     model = model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    adversary = None
+    shared = shared_classes(labels["train"], labs, len(data.classes)).to(device)
+    if (cfg.lab_adversary > 0 or cfg.lab_align > 0) and not bool(shared.any()):
+        raise HemascopeError("--lab-adversary and --lab-align need a class that two labs have",
+                             "train on two or more labs with classes in common")
+    if cfg.lab_adversary > 0:
+        with torch.no_grad():
+            dim = model.eval().embedding(torch.zeros(1, 3, cfg.imgsz, cfg.imgsz)).shape[1]
+        adversary = LabAdversary(dim, len(data.classes), len(lab_names), shared).to(device)
+        trainable += list(adversary.parameters())
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=5e-4)
     steps = cfg.epochs * -(-epoch_size // cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.15)
@@ -180,14 +197,23 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
             raise HemascopeError(f"nothing to resume: the run in {cfg.out} finished all its "
                                  f"{state['epoch'] + 1} epochs",
                                  "start a new run with another --out")
+        for option in ("lab_adversary", "lab_align"):
+            if state.get(option, 0.0) != getattr(cfg, option):
+                raise HemascopeError(
+                    f"the run in {cfg.out} trained with --{option.replace('_', '-')} "
+                    f"{state.get(option, 0.0)}, this command with {getattr(cfg, option)}",
+                    "resume with the run's own options")
         model.load_state_dict(state["model"])
+        if adversary is not None and "adversary" in state:
+            adversary.load_state_dict(state["adversary"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "arch": cfg.arch,
-            "stain": DYES if cfg.dye_normalise else "as-is"}
+            "stain": DYES if cfg.dye_normalise else "as-is", "lab_adversary": cfg.lab_adversary,
+            "lab_align": cfg.lab_align}
     if resume and state.get("stain", "as-is") != meta["stain"]:
         raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
                              f"{state.get('stain', 'as-is')!r}, this command as "
@@ -198,23 +224,38 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     log.writelines(json.dumps(row) + "\n" for row in history)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        t0, total = time.time(), 0.0
+        t0, total, lab_total, gap_total = time.time(), 0.0, 0.0, 0.0
         order = torch.multinomial(draw, epoch_size, replacement=True, generator=gen)
         for i in range(0, len(order), cfg.batch):
             idx = order[i:i + cfg.batch]
             x = augment(pixels["train"][idx].permute(0, 3, 1, 2).float() / 255.0, cfg, gen,
                         bank)
-            loss = loss_fn(model(x.to(device)), labels["train"][idx].to(device))
+            y = labels["train"][idx].to(device)
+            emb = model.embedding(x.to(device))
+            loss = loss_fn(model.classify(emb), y)
+            total += loss.item() * len(idx)
+            if adversary is not None:
+                lab_loss = adversary.loss(emb, y, labs[idx].to(device),
+                                          cfg.lab_adversary * ramp(sched.last_epoch / steps))
+                loss = loss + lab_loss
+                lab_total += lab_loss.item() * len(idx)
+            if cfg.lab_align > 0:
+                gap = class_mean_gap(emb, y, labs[idx].to(device), shared)
+                loss = loss + cfg.lab_align * gap
+                gap_total += gap.item() * len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
         val = classification_report(predict(model, pixels["val"], device),
                                     labels["val"].numpy(), data.classes)
         row = {"epoch": epoch, "loss": total / len(order), "val_accuracy": val["accuracy"],
                "val_macro_f1": val["macro_f1"], "val_ece": val["ece"],
                "seconds": round(time.time() - t0, 1)}
+        if adversary is not None:  # ln(labs) when the adversary can no longer tell the labs
+            row["lab_loss"] = lab_total / len(order)
+        if cfg.lab_align > 0:  # the labs' class-mean gap in units of the batch variance
+            row["lab_gap"] = gap_total / len(order)
         history.append(row)
         log.write(json.dumps(row) + "\n")
         log.flush()
@@ -223,8 +264,9 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         if val["macro_f1"] > best_f1:
             best_f1 = state["best_f1"] = val["macro_f1"]
             torch.save({**state, "val": val}, weights_dir / "best.pt")
-        torch.save({**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "generator": gen.get_state()}, last)
+        extra = {"adversary": adversary.state_dict()} if adversary is not None else {}
+        torch.save({**state, **extra, "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "generator": gen.get_state()}, last)
         segments.tick(epoch)
         if progress:
             progress(epoch + 1, cfg.epochs, row)

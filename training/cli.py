@@ -157,6 +157,18 @@ def train_classify(
         "and, as the model's manifest then says, on the device. The best lever on labs the "
         "model never saw so far; it adds about 2-5 ms per crop (docs/models/classifiers.md).")
         ] = False,
+    lab_adversary: Annotated[float, typer.Option(
+        min=0, help="Weight of a class-conditional laboratory adversary (0: off; 1 is "
+        "DANN's usual weight): a small head learns which lab a crop of a known class came "
+        "from, and the network learns, through its reversed gradient, to hide it, so a lymphocyte "
+        "looks alike whichever lab stained it. Needs two labs with classes in common; the "
+        "exported model does not contain it (docs/models/classifiers.md).")] = 0.0,
+    lab_align: Annotated[float, typer.Option(
+        min=0, help="Weight of a penalty on how far apart the labs' mean embeddings of one "
+        "class lie in each batch (0: off): a stain or camera moves every cell of a lab the "
+        "same way, and this pulls each class's labs together, so the network cannot use "
+        "the lab's look. Needs two labs with classes in common (docs/models/classifiers.md)."
+        )] = 0.0,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -201,7 +213,7 @@ def train_classify(
                               stain_mix=stain_mix, dye_normalise=dye_normalise,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
-                              init=init)
+                              init=init, lab_adversary=lab_adversary, lab_align=lab_align)
 
     def progress(epoch: int, total: int, row: dict) -> None:
         typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "

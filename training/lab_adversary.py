@@ -1,0 +1,91 @@
+"""A class-conditional laboratory adversary (domain-adversarial training, Ganin et al. 2016,
+conditioned on the class as in Long et al. 2018's CDAN).
+
+A small head tries to tell, from a crop's embedding, which laboratory a crop of a known
+class came from; its gradient reaches the network reversed, so the network learns an
+embedding in which a lymphocyte of one lab looks like a lymphocyte of another. Conditioning
+on the class matters here: labs differ in class mix (only LISC has many basophils), so a
+plain adversary would also erase what tells the classes apart. Classes that only one lab has
+give the adversary nothing to learn and are left out of its loss.
+
+Training-only: the exported graph never contains the adversary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.weight * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, weight: float) -> torch.Tensor:
+    """Identity forward; backward multiplies the gradient by -weight."""
+    return _Reverse.apply(x, weight)
+
+
+def ramp(progress: float) -> float:
+    """DANN's schedule from 0 to 1 over training (progress in [0, 1]): the adversary's pull
+    grows as the classifier settles, which keeps early training stable."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+
+
+class LabAdversary(nn.Module):
+    """Predicts a crop's laboratory from its embedding and its (true) class."""
+
+    def __init__(self, dim: int, classes: int, labs: int, shared: torch.Tensor,
+                 hidden: int = 256) -> None:
+        """`shared`: a (classes,) bool mask of the classes at least two labs have."""
+        super().__init__()
+        self.classes, self.labs = classes, labs
+        self.body = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, classes * labs))
+        self.register_buffer("shared", shared.bool())
+
+    def loss(self, embedding: torch.Tensor, label: torch.Tensor, lab: torch.Tensor,
+             weight: float) -> torch.Tensor:
+        """Cross-entropy of the lab guess on the crops of shared classes; the embedding
+        receives its gradient reversed and scaled by `weight`."""
+        keep = self.shared[label]
+        if not bool(keep.any()):
+            return embedding.sum() * 0.0
+        logits = self.body(reverse_gradient(embedding[keep], weight))
+        logits = logits.view(-1, self.classes, self.labs)
+        rows = logits[torch.arange(len(logits)), label[keep]]
+        return nn.functional.cross_entropy(rows, lab[keep])
+
+
+def shared_classes(labels: torch.Tensor, labs: torch.Tensor, classes: int) -> torch.Tensor:
+    """(classes,) bool: which classes occur in two or more labs among these training items."""
+    seen = torch.zeros(classes, int(labs.max()) + 1, dtype=torch.bool)
+    seen[labels, labs] = True
+    return seen.sum(dim=1) >= 2
+
+
+def class_mean_gap(embedding: torch.Tensor, label: torch.Tensor, lab: torch.Tensor,
+                   shared: torch.Tensor) -> torch.Tensor:
+    """How far apart the labs' mean embeddings of one class lie in this batch, averaged over
+    the shared classes two or more labs show in it, in units of the batch's variance (so
+    shrinking the embedding cannot lower it). Zero when no class has two labs here."""
+    scale = embedding.detach().var(dim=0).sum().clamp_min(1e-6)
+    gaps = []
+    for c in torch.unique(label[shared[label]]):
+        rows = label == c
+        means = torch.stack([embedding[rows & (lab == k)].mean(dim=0)
+                             for k in torch.unique(lab[rows])])
+        if len(means) > 1:
+            gaps.append(((means - means.mean(dim=0)) ** 2).sum(dim=1).mean())
+    if not gaps:
+        return embedding.sum() * 0.0
+    return torch.stack(gaps).mean() / scale
