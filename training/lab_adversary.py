@@ -76,9 +76,11 @@ def shared_classes(labels: torch.Tensor, labs: torch.Tensor, classes: int) -> to
 def class_mean_gap(embedding: torch.Tensor, label: torch.Tensor, lab: torch.Tensor,
                    shared: torch.Tensor) -> torch.Tensor:
     """How far apart the labs' mean embeddings of one class lie in this batch, averaged over
-    the shared classes two or more labs show in it, in units of the batch's variance (so
-    shrinking the embedding cannot lower it). Zero when no class has two labs here."""
-    scale = embedding.detach().var(dim=0).sum().clamp_min(1e-6)
+    the shared classes two or more labs show in it, in units of the batch's variance: the
+    ratio does not change when the embedding shrinks, so its gradient cannot collapse the
+    embedding (with the variance held constant, a first run drove it to zero). Zero when no
+    class has two labs here."""
+    scale = embedding.var(dim=0).sum().clamp_min(1e-6)
     gaps = []
     for c in torch.unique(label[shared[label]]):
         rows = label == c

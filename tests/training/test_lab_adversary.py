@@ -86,7 +86,11 @@ def test_the_class_mean_gap_compares_labs_within_a_class_only():
     variance = emb.detach().var(dim=0).sum()
     assert gap.item() == pytest.approx(0.5 / variance.item())
     gap.backward()
-    assert not emb.grad[4].any() and emb.grad[0, 0] < 0 < emb.grad[1, 0]
+    assert emb.grad[0, 0] < 0 < emb.grad[1, 0]  # the two labs of class 0 pulled together
+    # scale-free: shrinking the whole embedding neither lowers the gap nor is pulled for
+    assert class_mean_gap(emb.detach() * 0.1, label, lab, shared).item() == \
+        pytest.approx(gap.item())
+    assert float((emb.grad * emb.detach()).sum()) == pytest.approx(0.0, abs=1e-6)
     assert class_mean_gap(emb, torch.tensor([2, 2, 2, 2, 2]), lab, shared).item() == 0.0
 
 
