@@ -162,13 +162,14 @@ def train_classify(
         "DANN's usual weight): a small head learns which lab a crop of a known class came "
         "from, and the network learns, through its reversed gradient, to hide it, so a lymphocyte "
         "looks alike whichever lab stained it. Needs two labs with classes in common; the "
-        "exported model does not contain it (docs/models/classifiers.md).")] = 0.0,
+        "exported model does not contain it. It did not help on labs the model never saw "
+        "(docs/models/classifiers.md).")] = 0.0,
     lab_align: Annotated[float, typer.Option(
         min=0, help="Weight of a penalty on how far apart the labs' mean embeddings of one "
         "class lie in each batch (0: off): a stain or camera moves every cell of a lab the "
         "same way, and this pulls each class's labs together, so the network cannot use "
-        "the lab's look. Needs two labs with classes in common (docs/models/classifiers.md)."
-        )] = 0.0,
+        "the lab's look. Needs two labs with classes in common. It scored worse on labs the "
+        "model never saw (docs/models/classifiers.md).")] = 0.0,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
