@@ -2,11 +2,10 @@
 torch only.
 
 Every epoch draws `epoch_size` training images with replacement, each lab with the same
-share and, within a lab, each class (`balance`). With `lab_adversary`, a class-conditional
-laboratory adversary (`training.lab_adversary`) pushes the embedding to hide which lab a crop
-came from. Checkpoints (RUN/train/weights/last.pt every
-epoch, best.pt by val macro-F1) hold plain tensors and numbers (loadable with
-weights_only=True); `--resume` continues from last.pt.
+share and, within a lab, each class (`balance`). `lab_adversary` and `lab_align` push the
+embedding to hide which lab a crop came from (`training.lab_invariance`). Checkpoints
+(RUN/train/weights/last.pt every epoch, best.pt by val macro-F1) hold plain tensors and
+numbers (loadable with weights_only=True); `--resume` continues from last.pt.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from training.augment import (
 from training.classify_data import CLASS_SHARES, Source, load_pixels, read_class_folders
 from training.classify_metrics import classification_report
 from training.classify_model import ARCHITECTURES, build_model
-from training.lab_adversary import LabAdversary, class_mean_gap, ramp, shared_classes
+from training.lab_invariance import LabAdversary, class_mean_gap, ramp, shared_classes
 from training.provenance import Segments
 from training.stain_mix import StainBank
 

@@ -1,5 +1,6 @@
-"""The class-conditional laboratory adversary: reversed gradients, which classes it judges,
-that it really removes a lab's signature from an embedding, and how a run records it."""
+"""Lab invariance in training: the adversary's reversed gradient, which classes are judged,
+that the class-mean gap removes a lab's signature from an embedding, and how a run records
+both."""
 
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ torch = pytest.importorskip("torch", reason="needs the train extra")
 
 from training.classify_data import Source  # noqa: E402
 from training.classify_train import ClassifyTrainConfig, train_classifier  # noqa: E402
-from training.lab_adversary import (  # noqa: E402
+from training.lab_invariance import (  # noqa: E402
     LabAdversary,
     class_mean_gap,
     ramp,

@@ -1,14 +1,16 @@
-"""A class-conditional laboratory adversary (domain-adversarial training, Ganin et al. 2016,
-conditioned on the class as in Long et al. 2018's CDAN).
+"""Two ways to make a class look alike in every training laboratory's embedding, so that a
+lab's stain, optics or camera cannot stand for a class (only LISC has many basophils: a
+network may learn "LISC look" for basophil).
 
-A small head tries to tell, from a crop's embedding, which laboratory a crop of a known
-class came from; its gradient reaches the network reversed, so the network learns an
-embedding in which a lymphocyte of one lab looks like a lymphocyte of another. Conditioning
-on the class matters here: labs differ in class mix (only LISC has many basophils), so a
-plain adversary would also erase what tells the classes apart. Classes that only one lab has
-give the adversary nothing to learn and are left out of its loss.
+- `LabAdversary`: a class-conditional laboratory adversary (domain-adversarial training,
+  Ganin et al. 2016, conditioned on the class as in Long et al. 2018's CDAN). A small head
+  tries to tell which lab a crop of a known class came from; its gradient reaches the network
+  reversed. Conditioning on the class matters: labs differ in class mix, so a plain adversary
+  would also erase what tells the classes apart.
+- `class_mean_gap`: a penalty on how far apart the labs' mean embeddings of one class lie.
 
-Training-only: the exported graph never contains the adversary.
+Classes that only one lab has are left out of both. Training-only: the exported graph
+contains neither. Neither helped on labs the model never saw (docs/models/classifiers.md).
 """
 
 from __future__ import annotations
