@@ -162,8 +162,6 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
                                               dye_normalise=cfg.dye_normalise and s == "val"))
               for s, items in splits.items()}
     labels = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
-    lab_names = [src.name for src in cfg.sources]
-    labs = torch.tensor([lab_names.index(it.source) for it in splits["train"]])
     draw = torch.tensor(data.sampling_weights(class_share=cfg.class_share) if cfg.balance
                         else np.ones(len(labels["train"])), dtype=torch.float64)
     epoch_size = cfg.epoch_size or len(labels["train"])
@@ -174,15 +172,18 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         init_from(model, cfg, data.classes)
     model = model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    adversary = None
-    shared = shared_classes(labels["train"], labs, len(data.classes)).to(device)
-    if (cfg.lab_adversary > 0 or cfg.lab_align > 0) and not bool(shared.any()):
-        raise HemascopeError("--lab-adversary and --lab-align need a class that two labs have",
-                             "train on two or more labs with classes in common")
+    adversary, labs, shared = None, None, None
+    if cfg.lab_adversary > 0 or cfg.lab_align > 0:
+        labs = torch.tensor([[s.name for s in cfg.sources].index(it.source)
+                             for it in splits["train"]])
+        shared = shared_classes(labels["train"], labs, len(data.classes)).to(device)
+        if not bool(shared.any()):
+            raise HemascopeError("--lab-adversary and --lab-align need a class that two labs "
+                                 "have", "train on two or more labs with classes in common")
     if cfg.lab_adversary > 0:
         with torch.no_grad():
             dim = model.eval().embedding(torch.zeros(1, 3, cfg.imgsz, cfg.imgsz)).shape[1]
-        adversary = LabAdversary(dim, len(data.classes), len(lab_names), shared).to(device)
+        adversary = LabAdversary(dim, len(data.classes), len(cfg.sources), shared).to(device)
         trainable += list(adversary.parameters())
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=5e-4)
     steps = cfg.epochs * -(-epoch_size // cfg.batch)
@@ -190,17 +191,25 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best_f1, history = 0, -1.0, []
+    meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
+            "imgsz": cfg.imgsz, "arch": cfg.arch,
+            "stain": DYES if cfg.dye_normalise else "as-is", "lab_adversary": cfg.lab_adversary,
+            "lab_align": cfg.lab_align}
     if resume:
         state = torch.load(last, weights_only=True, map_location="cpu")
         if state["epoch"] + 1 >= cfg.epochs:
             raise HemascopeError(f"nothing to resume: the run in {cfg.out} finished all its "
                                  f"{state['epoch'] + 1} epochs",
                                  "start a new run with another --out")
+        if state.get("stain", "as-is") != meta["stain"]:
+            raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
+                                 f"{state.get('stain', 'as-is')!r}, this command as "
+                                 f"{meta['stain']!r}", "start a new run with another --out")
         for option in ("lab_adversary", "lab_align"):
-            if state.get(option, 0.0) != getattr(cfg, option):
+            if state.get(option, 0.0) != meta[option]:
                 raise HemascopeError(
                     f"the run in {cfg.out} trained with --{option.replace('_', '-')} "
-                    f"{state.get(option, 0.0)}, this command with {getattr(cfg, option)}",
+                    f"{state.get(option, 0.0)}, this command with {meta[option]}",
                     "resume with the run's own options")
         model.load_state_dict(state["model"])
         if adversary is not None and "adversary" in state:
@@ -209,14 +218,6 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         start_epoch, best_f1, history = state["epoch"] + 1, state["best_f1"], state["history"]
-    meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
-            "imgsz": cfg.imgsz, "arch": cfg.arch,
-            "stain": DYES if cfg.dye_normalise else "as-is", "lab_adversary": cfg.lab_adversary,
-            "lab_align": cfg.lab_align}
-    if resume and state.get("stain", "as-is") != meta["stain"]:
-        raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
-                             f"{state.get('stain', 'as-is')!r}, this command as "
-                             f"{meta['stain']!r}", "start a new run with another --out")
     # The log is rewritten from the checkpoint: an epoch logged after the last checkpoint of
     # an interrupted process is trained again, and logged once.
     log = (cfg.out / "log.jsonl").open("w")
