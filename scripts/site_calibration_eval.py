@@ -5,7 +5,9 @@ the lab's crops go through `edge.inference.classifier` (with the lab's zoom-out)
 eight dihedral views; then, for several seeded draws, N of them play the site's first
 reviewed cells: the head is fitted to them exactly as `hemascope calibrate wbc` does (all
 their views; `--views 1`: the crops as they are, the method until session 10), and scored on
-the lab's other crops as they are. Also
+the lab's other crops as they are (the head reads each crop's colour histograms beside its
+embedding, as the command's does; `--no-colour`: the embedding alone, the method until
+session 18). Also
 reported: the model before calibration, and the time to calibrate on 200 cells (fit and
 cross-validation, as the command does) on one thread.
 
@@ -38,6 +40,8 @@ from edge.site.calibrate import (
     fit_views,
     logits,
     predict,
+    site_inputs,
+    start_head,
     view_embeddings,
 )
 from training.classify_data import Source, load_pixels, read_class_folders
@@ -79,6 +83,23 @@ def levers(x: np.ndarray, y: np.ndarray, w0: np.ndarray, means: np.ndarray | Non
             for name, v in scores.items()}
 
 
+def calibrated(classifier: Classifier, emb: np.ndarray, colours: np.ndarray, y: np.ndarray,
+               train: np.ndarray, test: np.ndarray, colour: bool = True) -> float:
+    """Accuracy on the `test` crops (as they are) of the head fitted on the `train` crops'
+    views as the command fits it (colour inputs scaled over those crops), or on their
+    embeddings alone."""
+    assert classifier.head is not None
+    w, b = classifier.head.arrays()
+    if not colour:
+        w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
+        return float((predict(fit_views(emb[train], y[train], w0), emb[test, 0])
+                      == y[test]).mean())
+    x, mean, scale = site_inputs(emb[train], colours[train])
+    fitted = fit_views(x, y[train], start_head(classifier.head, mean, scale))
+    scored = np.concatenate([emb[test, 0], (colours[test] - mean) / scale], axis=1)
+    return float((predict(fitted, scored) == y[test]).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pair", nargs=2, action="append", required=True,
@@ -87,6 +108,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--views", type=int, choices=(1, 8), default=8,
                     help="views of each reviewed crop the head is fitted on")
+    ap.add_argument("--no-colour", action="store_true",
+                    help="fit on the embedding alone (calibration until session 18)")
     ap.add_argument("--levers", action="store_true",
                     help="also measure the stain-shift, self-training and ceiling levers")
     ap.add_argument("--limit", type=int, default=0,
@@ -94,6 +117,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out: dict[str, object] = {"cells": args.cells, "draws": args.draws, "views": args.views,
+                              "colour": not args.no_colour,
                               "limit": args.limit, "labs": {}}
     for model_path, spec in args.pair:
         classifier = Classifier(Path(model_path), threads=1)
@@ -105,30 +129,34 @@ def main() -> None:
             keep = np.random.default_rng(42).permutation(len(items))[:args.limit]
             items = [items[i] for i in sorted(keep)]
         pixels = load_pixels(items, classifier.size, data.sources)
-        x = view_embeddings(classifier, list(pixels))[:, :args.views].astype(np.float64)
-        y = np.array([it.label for it in items])
         assert classifier.head is not None, f"{model_path} has no head"
+        emb = view_embeddings(classifier, list(pixels))[:, :args.views].astype(np.float64)
+        colours = classifier.colours(list(pixels)).astype(np.float64)
         w, b = classifier.head.arrays()
         w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
+        y = np.array([it.label for it in items])
+
         row: dict[str, object] = {"model": Path(model_path).name, "images": len(y),
-                                  "before": round(float((predict(w0, x[:, 0]) == y).mean()), 4)}
+                                  "before": round(float((predict(w0, emb[:, 0]) == y).mean()), 4)}
         for n in args.cells:
             scores = []
             for seed in range(args.draws):
                 pick = np.random.default_rng(seed).permutation(len(y))
-                train, test = pick[:n], pick[n:]
-                fitted = fit_views(x[train], y[train], w0)
-                scores.append(float((predict(fitted, x[test, 0]) == y[test]).mean()))
+                scores.append(calibrated(classifier, emb, colours, y, pick[:n], pick[n:],
+                                         colour=not args.no_colour))
             row[f"after_{n}"] = {"mean": round(float(np.mean(scores)), 4),
                                  "min": round(float(np.min(scores)), 4)}
         if args.levers:
-            row["levers_50"] = levers(x, y, w0, classifier.head.means(), args.draws)
+            row["levers_50"] = levers(emb, y, w0, classifier.head.means(), args.draws)
         sub = np.random.default_rng(0).permutation(len(y))[:200]
         t0 = time.perf_counter()
-        view_embeddings(classifier, [pixels[i] for i in sub])
+        crops = [pixels[i] for i in sub]
+        x, mean, scale = site_inputs(view_embeddings(classifier, crops).astype(np.float64),
+                                     classifier.colours(crops).astype(np.float64))
         t1 = time.perf_counter()
-        fit_views(x[sub], y[sub], w0)
-        cross_validated_accuracy(x[sub], y[sub], w0)
+        w_start = start_head(classifier.head, mean, scale)
+        fit_views(x, y[sub], w_start)
+        cross_validated_accuracy(x, y[sub], w_start)
         row["seconds_200"] = {"embeddings": round(t1 - t0, 2),
                               "fit_and_cross_validation": round(time.perf_counter() - t1, 2)}
         out["labs"][lab.name] = row  # type: ignore[index]

@@ -13,6 +13,8 @@ import numpy as np
 
 from edge.core.errors import HemascopeError
 from edge.inference.backends import Backend, load_backend
+from edge.inference.colour import METHOD as COLOUR
+from edge.inference.colour import colour_features
 from edge.inference.dyes import METHOD as DYES
 from edge.inference.dyes import normalise
 from edge.inference.head import softmax
@@ -40,6 +42,10 @@ def gray_world(image: np.ndarray) -> np.ndarray:
     means = pixels.reshape(-1, 3).mean(axis=0)
     gains = means.mean() / np.maximum(means, 1e-6)
     return np.clip(pixels * gains + 0.5, 0, 255).astype(np.uint8)
+
+
+def _colour_rows(captured: list[np.ndarray], graph: list[np.ndarray]) -> np.ndarray:
+    return np.stack([colour_features(a, b) for a, b in zip(captured, graph, strict=True)])
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,15 @@ class Classifier:
         self._check_outputs(model_path.name)
         self.head = self.manifest.head
         self._linear: tuple[np.ndarray, np.ndarray] | None = None  # the head, decoded once
+        self._colour: tuple[np.ndarray, np.ndarray] | None = None  # its colour inputs' scaling
         if self.head is not None:
+            if self.head.features not in (None, COLOUR):
+                raise HemascopeError(
+                    f"{model_path.name}'s head reads {self.head.features!r} features, which "
+                    "this hemascope does not compute", "update hemascope on this device")
             try:
                 self._linear = self.head.arrays()
+                self._colour = self.head.feature_arrays()
                 self.head.means()  # a reference of the wrong size fails here, not mid-run
             except ValueError as exc:
                 raise HemascopeError(f"manifest of {model_path.name}: {exc}",
@@ -103,8 +115,10 @@ class Classifier:
         if len(shapes) < 2:
             raise HemascopeError(f"manifest of {name} carries a head but the model returns no "
                                  "embedding", fix)
-        if shapes[1][-1] not in (head.dim, -1):
-            raise HemascopeError(f"manifest of {name} has a head for {head.dim}-dimensional "
+        colour = head.feature_arrays() if head.features else None
+        dim = head.dim - (len(colour[0]) if colour else 0)
+        if shapes[1][-1] not in (dim, -1):
+            raise HemascopeError(f"manifest of {name} has a head for {dim}-dimensional "
                                  f"embeddings but the model returns {shapes[1][-1]}", fix)
 
     @property
@@ -126,7 +140,7 @@ class Classifier:
         graph's own, or the manifest's head on the graph's embedding when it has one."""
         if self._linear is not None:
             w, b = self._linear
-            return softmax(self.embeddings(images_rgb) @ w.T + b).astype(np.float32)
+            return softmax(self.head_inputs(images_rgb) @ w.T + b).astype(np.float32)
         probs = [self.backend.infer(to_batch([image]))[0][0] for image in self._stained(images_rgb)]
         return np.asarray(probs, dtype=np.float32)
 
@@ -144,8 +158,26 @@ class Classifier:
 
     def embeddings(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, D) pooled embeddings (the graph's second output) of prepared images."""
+        return self._embed(self._stained(images_rgb))
+
+    def colours(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """(N, F) colour histograms (`edge.inference.colour`) of prepared images."""
+        return _colour_rows(images_rgb, self._stained(images_rgb))
+
+    def head_inputs(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """What the manifest's head reads: the embeddings, and for a head fitted with
+        colour inputs (site calibration) the scaled colour histograms after them."""
+        stained = self._stained(images_rgb)
+        x = self._embed(stained)
+        if self._colour is None:
+            return x
+        mean, scale = self._colour
+        colours = (_colour_rows(images_rgb, stained) - mean) / scale
+        return np.concatenate([x, colours], axis=1).astype(np.float32)
+
+    def _embed(self, graph_inputs: list[np.ndarray]) -> np.ndarray:
         out = []
-        for image in self._stained(images_rgb):
+        for image in graph_inputs:
             outputs = self.backend.infer(to_batch([image]))
             if len(outputs) < 2:
                 raise HemascopeError("this classifier's graph returns no embedding",

@@ -24,7 +24,10 @@ def _encode(array: np.ndarray) -> str:
 class LinearHead(BaseModel):
     """weights (C x D) and bias (C) as base64 of little-endian float32; optionally the
     reference for the stain check (`edge.inference.stain`): each class's mean embedding
-    on the training labs (C x D) and the stain distance their own sessions reach."""
+    on the training labs (C x D) and the stain distance their own sessions reach. A head
+    fitted by site calibration also reads the crop's colour histograms
+    (`edge.inference.colour`, method `features`): its last F of D inputs are those, less
+    `feature_mean`, over `feature_scale` (F values each)."""
 
     model_config = ConfigDict(extra="forbid")
     classes: int
@@ -33,8 +36,11 @@ class LinearHead(BaseModel):
     bias: str
     class_means: str | None = None
     reference_distance: float | None = None
+    features: str | None = None
+    feature_mean: str | None = None
+    feature_scale: str | None = None
 
-    @field_validator("weights", "bias", "class_means")
+    @field_validator("weights", "bias", "class_means", "feature_mean", "feature_scale")
     @classmethod
     def _base64(cls, value: str | None) -> str | None:
         if value is not None:
@@ -42,9 +48,28 @@ class LinearHead(BaseModel):
         return value
 
     @classmethod
-    def from_arrays(cls, weights: np.ndarray, bias: np.ndarray) -> LinearHead:
+    def from_arrays(cls, weights: np.ndarray, bias: np.ndarray,
+                    features: tuple[str, np.ndarray, np.ndarray] | None = None) -> LinearHead:
+        """A head from arrays; `features`: (method, mean, scale) of its colour inputs."""
         c, d = weights.shape
-        return cls(classes=c, dim=d, weights=_encode(weights), bias=_encode(bias))
+        extra = {} if features is None else {
+            "features": features[0], "feature_mean": _encode(features[1]),
+            "feature_scale": _encode(features[2])}
+        return cls(classes=c, dim=d, weights=_encode(weights), bias=_encode(bias), **extra)
+
+    def feature_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, scale) of the colour inputs as float32, None for a head without them."""
+        if self.features is None:
+            return None
+        if self.feature_mean is None or self.feature_scale is None:
+            raise ValueError(f"head reads {self.features} features but carries no mean "
+                             "and scale for them")
+        mean = np.frombuffer(base64.b64decode(self.feature_mean), "<f4")
+        scale = np.frombuffer(base64.b64decode(self.feature_scale), "<f4")
+        if mean.size != scale.size or not 0 < mean.size < self.dim:
+            raise ValueError(f"head has {mean.size} feature means and {scale.size} scales "
+                             f"for {self.dim} inputs")
+        return mean.astype(np.float32), scale.astype(np.float32)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(weights, bias) as float32; a size that does not match is a ValueError."""

@@ -3,8 +3,10 @@
 The classifier's graph returns each crop's pooled embedding; calibration refits the linear
 head on the embeddings of the reviewed crops (the exact inputs the model saw, read back from
 the evidence) in their eight turned and mirrored views (a cell has no up or left: eight views
-of 50 cells teach the head more than 50 crops), minimising their cross-entropy plus an L2
-pull towards the base head. Classes
+of 50 cells teach the head more than 50 crops), and on each crop's colour histograms
+(`edge.inference.colour`: the site's own colours, which the graph's canonical stain hides),
+scaled by their mean and spread over the reviewed crops, minimising their cross-entropy plus
+an L2 pull towards the base head (whose colour weights start at zero). Classes
 without a reviewed cell keep the base head's rows apart from that shared fit, so a site's
 first 50 cells (which may hold no basophil) do not erase what the base model knew. The
 model file is copied unchanged; the new head goes into its manifest with the provenance, and
@@ -25,6 +27,7 @@ import numpy as np
 from edge.core.errors import HemascopeError
 from edge.core.files import utc_now, write_atomic, write_bytes_atomic
 from edge.inference.classifier import Classifier
+from edge.inference.colour import METHOD as COLOUR
 from edge.inference.head import LinearHead, softmax
 from edge.inference.manifest import manifest_path, verify_model
 from edge.pipeline.explain import session_classifier
@@ -34,6 +37,7 @@ from edge.storage.store import Store
 DEFAULT_PULL = 1.0  # weight of the L2 pull towards the base head (relative to one view)
 VIEWS = 8  # each reviewed crop's dihedral views: 4 quarter turns, mirrored and not
 FOLDS = 10  # cross-validation groups of reviewed cells
+SCALE_FLOOR = 1e-3  # least spread a colour input is scaled by (a share of the crop's pixels)
 
 
 def dihedral_views(crop: np.ndarray) -> list[np.ndarray]:
@@ -46,6 +50,30 @@ def view_embeddings(classifier: Classifier, crops: list[np.ndarray]) -> np.ndarr
     """(N, VIEWS, D) embeddings of every crop's dihedral views."""
     x = classifier.embeddings([v for crop in crops for v in dihedral_views(crop)])
     return x.reshape(len(crops), VIEWS, -1)
+
+
+def site_inputs(views: np.ndarray, colours: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, V, D + F) inputs of the site head from the crops' view embeddings (N, V, D) and
+    colour histograms (N, F, the same in every view): the histograms scaled by their mean
+    and spread over these crops, which are returned too."""
+    mean, scale = colours.mean(axis=0), np.maximum(colours.std(axis=0), SCALE_FLOOR)
+    scaled = np.repeat(((colours - mean) / scale)[:, None], views.shape[1], axis=1)
+    return np.concatenate([views, scaled], axis=2), mean, scale
+
+
+def start_head(head: LinearHead, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The base head as C x (D + F + 1) (bias last) for colour inputs scaled by (mean,
+    scale): zero colour weights, or, for a base that was itself calibrated, its colour
+    weights re-expressed in the new scaling (the same logits)."""
+    w, b = (a.astype(np.float64) for a in head.arrays())
+    old = head.feature_arrays()
+    if old is None:
+        return np.concatenate([w, np.zeros((len(w), len(mean))), b[:, None]], axis=1)
+    d = w.shape[1] - len(old[0])
+    per_share = w[:, d:] / old[1]  # the weight of one unit of each raw colour share
+    bias = b + per_share @ (mean - old[0])
+    return np.concatenate([w[:, :d], per_share * scale, bias[:, None]], axis=1)
 
 
 def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
@@ -160,10 +188,10 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     if classifier.head is None:
         raise HemascopeError(f"{model.name} carries no head in its manifest",
                              "calibrate a differential exported by hemascope 0.2 or later")
-    x = view_embeddings(classifier, crops).astype(np.float64)
+    x, mean, scale = site_inputs(view_embeddings(classifier, crops).astype(np.float64),
+                                 classifier.colours(crops).astype(np.float64))
     y = np.array([classifier.classes.index(label) for label in labels])
-    w, b = classifier.head.arrays()
-    w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
+    w0 = start_head(classifier.head, mean, scale)
     fitted = fit_views(x, y, w0, pull)
     base_accuracy = float((predict(w0, x[:, 0]) == y).mean())
     cv = cross_validated_accuracy(x, y, w0, pull)
@@ -171,7 +199,7 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     base = classifier.manifest
     manifest = base.model_copy(update={
         "file": out.name,
-        "head": LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1]),
+        "head": LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1], (COLOUR, mean, scale)),
         "calibration": {"base_file": base.file, "base_sha256": base.sha256,
                         "base_calibration": base.calibration or None,
                         "sessions": ids, "reviewed_cells": len(y), "per_class": per_class,
@@ -179,7 +207,7 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
                                                 if c not in per_class],
                         "base_accuracy_on_reviewed": round(base_accuracy, 4),
                         "cross_validated_accuracy": round(cv, 4), "folds": FOLDS,
-                        "pull": pull, "views": VIEWS,
+                        "pull": pull, "views": VIEWS, "features": COLOUR,
                         "command": command, "created_at": utc_now()}})
     with model.open("rb") as src:
         write_atomic(out, lambda fh: shutil.copyfileobj(src, fh))

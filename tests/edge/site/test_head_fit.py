@@ -1,11 +1,21 @@
 """Site calibration's head fit (numpy): it learns the reviewed cells, keeps what the base
-head knew of classes nobody reviewed, and its cross-validated estimate is honest."""
+head knew of classes nobody reviewed, its cross-validated estimate is honest, and its colour
+inputs are scaled and carried consistently."""
 
 import numpy as np
 import pytest
 
+from edge.inference.colour import colour_features, histogram
 from edge.inference.head import LinearHead
-from edge.site.calibrate import cross_validated_accuracy, dihedral_views, fit_head, predict
+from edge.site.calibrate import (
+    cross_validated_accuracy,
+    dihedral_views,
+    fit_head,
+    predict,
+    site_inputs,
+    start_head,
+)
+from edge.site.calibrate import logits as predict_logits
 
 
 def _world(seed: int = 0, dim: int = 16, n: int = 40):
@@ -71,3 +81,50 @@ def test_the_eight_views_are_the_turns_and_mirrors_of_the_crop():
     assert all(v.flags.c_contiguous and v.shape == crop.shape for v in views)
     assert (views[2] == crop[::-1, ::-1]).all()  # half a turn
     assert (views[4] == crop[:, ::-1]).all()  # mirrored
+
+
+def test_colour_histograms_are_shares_that_turning_does_not_change():
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    h = histogram(crop)
+    assert h.shape == (64,) and abs(h.sum() - 1) < 1e-6
+    assert all((histogram(v) == h).all() for v in dihedral_views(crop))
+    white = np.full((8, 8, 3), 250, np.uint8)
+    assert histogram(white)[-1] == 1.0  # every pixel in the brightest cell
+    features = colour_features(crop, white)
+    assert (features[:64] == h).all() and features[-1] == 1.0
+
+
+def test_a_head_with_colour_inputs_round_trips_and_refuses_a_wrong_size():
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(3, 7)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    mean, scale = rng.random(2).astype(np.float32), rng.random(2).astype(np.float32) + 0.5
+    head = LinearHead.model_validate_json(
+        LinearHead.from_arrays(w, b, ("colour/1", mean, scale)).model_dump_json())
+    m2, s2 = head.feature_arrays()
+    assert head.features == "colour/1" and (m2 == mean).all() and (s2 == scale).all()
+    assert LinearHead.from_arrays(w, b).feature_arrays() is None
+    wrong = head.model_copy(update={"feature_scale": LinearHead.from_arrays(
+        w, b, ("colour/1", mean, np.ones(3, np.float32))).feature_scale})
+    with pytest.raises(ValueError, match="2 feature means and 3 scales"):
+        wrong.feature_arrays()
+
+
+def test_calibrating_again_starts_from_the_same_logits_in_the_new_scaling():
+    rng = np.random.default_rng(0)
+    d, f = 5, 4
+    w, b = rng.normal(size=(3, d + f)), rng.normal(size=3)
+    old_mean, old_scale = rng.random(f), rng.random(f) + 0.5
+    head = LinearHead.from_arrays(w.astype(np.float32), b.astype(np.float32),
+                                  ("colour/1", old_mean.astype(np.float32),
+                                   old_scale.astype(np.float32)))
+    emb, colours = rng.normal(size=(6, 1, d)), rng.random((6, f))
+    x_old = np.concatenate([emb[:, 0], (colours - old_mean) / old_scale], axis=1)
+    before = x_old @ w.T + b
+    x_new, mean, scale = site_inputs(emb, colours)
+    assert np.allclose(x_new[:, 0, d:].mean(axis=0), 0) and np.allclose(mean, colours.mean(0))
+    start = start_head(head, mean, scale)
+    assert np.allclose(predict_logits(start, x_new[:, 0]), before, atol=1e-4)
+    fresh = start_head(LinearHead.from_arrays(w[:, :d].astype(np.float32),
+                                              b.astype(np.float32)), mean, scale)
+    assert start.shape == fresh.shape == (3, d + f + 1) and not fresh[:, d:d + f].any()

@@ -1,0 +1,29 @@
+"""A crop's colour histograms: what a site-calibrated head reads beside the embedding.
+
+The differential's graph sees every crop redrawn in one canonical stain, which hides the
+site's own colours; within one site those colours do tell classes apart (an eosinophil's
+orange granules, how much of the crop a lymphocyte's dark nucleus fills). Site calibration
+fits weights for them from the reviewed cells: the joint RGB histogram (LEVELS levels per
+channel, as shares of the crop's pixels) of the crop as captured and as the graph takes it.
+The histograms do not change when a crop is turned or mirrored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHOD = "colour/1"
+LEVELS = 4
+SIZE = 2 * LEVELS ** 3  # features per crop
+
+
+def histogram(image_rgb: np.ndarray) -> np.ndarray:
+    """(LEVELS**3,) shares of an HxWx3 uint8 image's pixels in each colour cell."""
+    q = (image_rgb.reshape(-1, 3) // (256 // LEVELS)).astype(np.int64)
+    cells = (q[:, 0] * LEVELS + q[:, 1]) * LEVELS + q[:, 2]
+    return (np.bincount(cells, minlength=LEVELS ** 3) / len(cells)).astype(np.float32)
+
+
+def colour_features(captured_rgb: np.ndarray, graph_rgb: np.ndarray) -> np.ndarray:
+    """(SIZE,) histograms of a crop as captured and as the graph takes it (same size)."""
+    return np.concatenate([histogram(captured_rgb), histogram(graph_rgb)])
