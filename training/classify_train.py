@@ -35,6 +35,7 @@ from training.classify_data import CLASS_SHARES, Source, load_pixels, read_class
 from training.classify_metrics import classification_report
 from training.classify_model import ARCHITECTURES, build_model
 from training.lab_invariance import LabAdversary, class_mean_gap, ramp, shared_classes
+from training.mixstyle import MixStyle, attach
 from training.provenance import Segments
 from training.stain_mix import StainBank
 
@@ -72,6 +73,7 @@ class ClassifyTrainConfig:
     init: Path | None = None  # start from this checkpoint's weights (same arch and size)
     lab_adversary: float = 0.0  # weight of the reversed lab-adversary gradient (0: off)
     lab_align: float = 0.0  # weight of the gap between labs' mean embeddings of a class (0: off)
+    mixstyle: float = 0.0  # share of batches whose early features swap styles (0: off)
 
 
 def _device(name: str) -> torch.device:
@@ -171,6 +173,13 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     if cfg.init is not None and not resume:
         init_from(model, cfg, data.classes)
     model = model.to(device)
+    mixstyle = None
+    if cfg.mixstyle > 0:
+        if cfg.arch != "lite0":
+            raise HemascopeError("--mixstyle needs the lite0 architecture",
+                                 "train with --arch lite0 (the default)")
+        mixstyle = MixStyle(cfg.mixstyle, np.random.default_rng(cfg.seed))
+        attach(model.net._blocks, mixstyle)
     trainable = [p for p in model.parameters() if p.requires_grad]
     adversary, labs, shared = None, None, None
     if cfg.lab_adversary > 0 or cfg.lab_align > 0:
@@ -194,7 +203,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "arch": cfg.arch,
             "stain": DYES if cfg.dye_normalise else "as-is", "lab_adversary": cfg.lab_adversary,
-            "lab_align": cfg.lab_align}
+            "lab_align": cfg.lab_align, "mixstyle": cfg.mixstyle}
     if resume:
         state = torch.load(last, weights_only=True, map_location="cpu")
         if state["epoch"] + 1 >= cfg.epochs:
@@ -205,7 +214,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
             raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
                                  f"{state.get('stain', 'as-is')!r}, this command as "
                                  f"{meta['stain']!r}", "start a new run with another --out")
-        for option in ("lab_adversary", "lab_align"):
+        for option in ("lab_adversary", "lab_align", "mixstyle"):
             if state.get(option, 0.0) != meta[option]:
                 raise HemascopeError(
                     f"the run in {cfg.out} trained with --{option.replace('_', '-')} "
@@ -224,6 +233,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     log.writelines(json.dumps(row) + "\n" for row in history)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        if mixstyle is not None:  # its draws depend on the epoch only, so --resume repeats them
+            mixstyle.rng = np.random.default_rng([cfg.seed, epoch])
         t0, total, lab_total, gap_total = time.time(), 0.0, 0.0, 0.0
         order = torch.multinomial(draw, epoch_size, replacement=True, generator=gen)
         for i in range(0, len(order), cfg.batch):

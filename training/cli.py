@@ -170,6 +170,13 @@ def train_classify(
         "same way, and this pulls each class's labs together, so the network cannot use "
         "the lab's look. Needs two labs with classes in common. It scored worse on labs the "
         "model never saw (docs/models/classifiers.md).")] = 0.0,
+    mixstyle: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of training batches whose early feature maps swap "
+        "styles (MixStyle: each crop's per-channel mean and spread after blocks 2, 4 and 7 "
+        "mixed with another crop's; 0: off, 0.5 is the paper's): styles between and beyond "
+        "the training labs, in feature space. lite0 only; the exported model does not "
+        "contain it. It did not help on labs the model never saw "
+        "(docs/models/classifiers.md).")] = 0.0,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -214,7 +221,8 @@ def train_classify(
                               stain_mix=stain_mix, dye_normalise=dye_normalise,
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
-                              init=init, lab_adversary=lab_adversary, lab_align=lab_align)
+                              init=init, lab_adversary=lab_adversary, lab_align=lab_align,
+                              mixstyle=mixstyle)
 
     def progress(epoch: int, total: int, row: dict) -> None:
         typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "
