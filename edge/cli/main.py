@@ -102,11 +102,15 @@ def _print_second_stage(summary: dict[str, Any]) -> None:
                          else "not calibrated for this site"), highlight=False)
         stain = summary.get("stain")
         if stain and stain["unfamiliar"]:
+            calibrated = wbc is not None and wbc.get("calibration")
             out.print("[bold yellow]this smear's stain looks unlike the smears the differential "
-                      f"was trained on[/] (distance {stain['distance']:.2f}, training labs up to "
+                      f"was {'calibrated' if calibrated else 'trained'} on[/] (distance "
+                      f"{stain['distance']:.2f}, familiar smears up to "
                       f"{stain['reference_distance']:.2f}): review its white cells before "
-                      "reporting, and calibrate the differential for this site "
-                      "(docs/site-calibration.md)")
+                      "reporting, and " + ("calibrate again if the stain, objective or camera "
+                                           "changed" if calibrated else
+                                           "calibrate the differential for this site")
+                      + " (docs/site-calibration.md)")
         if not diff["reliable"]:
             out.print("[bold red]differential unreliable for this smear[/]: many white cells "
                       "were flagged (often a stain or camera unlike the training smears); "

@@ -99,24 +99,26 @@ class Classifier:
                     f"manifest of {model_path.name} has a head for {self.head.classes} classes "
                     f"and names {len(self.classes)}",
                     "restore the manifest that came with the model")
+            self._check_embedding(model_path.name)
 
     def _check_outputs(self, name: str) -> None:
-        """Refuse a manifest whose classes (or head) do not fit the graph's outputs:
-        probabilities (1, classes), then, for a graph with a head, its embedding (1, dim)."""
+        """Refuse a manifest whose classes do not fit the graph's probabilities (1, classes)."""
         shapes = self.backend.output_shapes
         fix = "restore the manifest that came with the model, or re-export both together"
         outputs = shapes[0][-1] if shapes and shapes[0] else -1
         if outputs not in (len(self.classes), -1):
             raise HemascopeError(f"manifest of {name} names {len(self.classes)} classes but "
                                  f"the model outputs {outputs}", fix)
-        head = self.manifest.head
-        if head is None:
-            return
+
+    def _check_embedding(self, name: str) -> None:
+        """Refuse a head (decoded) that does not fit the graph's embedding output (1, dim)."""
+        assert self.head is not None
+        shapes = self.backend.output_shapes
+        fix = "restore the manifest that came with the model, or re-export both together"
         if len(shapes) < 2:
             raise HemascopeError(f"manifest of {name} carries a head but the model returns no "
                                  "embedding", fix)
-        colour = head.feature_arrays() if head.features else None
-        dim = head.dim - (len(colour[0]) if colour else 0)
+        dim = self.head.embedding_dim
         if shapes[1][-1] not in (dim, -1):
             raise HemascopeError(f"manifest of {name} has a head for {dim}-dimensional "
                                  f"embeddings but the model returns {shapes[1][-1]}", fix)
@@ -154,7 +156,8 @@ class Classifier:
         means = self.head.means() if self.head is not None else None
         if means is None or self._linear is None or len(embeddings) < MIN_CELLS:
             return None
-        return estimate(embeddings, means, *self._linear)
+        w, b = self._linear  # a site head's colour inputs after the embedding play no part
+        return estimate(embeddings, means, w[:, :means.shape[1]], b)
 
     def embeddings(self, images_rgb: list[np.ndarray]) -> np.ndarray:
         """(N, D) pooled embeddings (the graph's second output) of prepared images."""

@@ -80,15 +80,22 @@ class LinearHead(BaseModel):
                              f"{self.classes}x{self.dim} and {self.classes}")
         return w.reshape(self.classes, self.dim).astype(np.float32), b.astype(np.float32)
 
+    @property
+    def embedding_dim(self) -> int:
+        """How many of the head's inputs are the graph's embedding (all but colour inputs)."""
+        colour = self.feature_arrays()
+        return self.dim - (len(colour[0]) if colour else 0)
+
     def means(self) -> np.ndarray | None:
-        """The training class means (C x D float32), None when the head has none."""
+        """The stain check's class means (C x embedding_dim float32; the training labs', or
+        a calibrated site's), None when the head has none."""
         if self.class_means is None:
             return None
         m = np.frombuffer(base64.b64decode(self.class_means), "<f4")
-        if m.size != self.classes * self.dim:
-            raise ValueError(f"head holds {m.size} class-mean values, not "
-                             f"{self.classes}x{self.dim}")
-        return m.reshape(self.classes, self.dim).astype(np.float32)
+        d = self.embedding_dim
+        if m.size != self.classes * d:
+            raise ValueError(f"head holds {m.size} class-mean values, not {self.classes}x{d}")
+        return m.reshape(self.classes, d).astype(np.float32)
 
     def with_reference(self, means: np.ndarray, distance: float | None) -> LinearHead:
         """This head with a stain-check reference (`distance` None: not measured)."""

@@ -76,6 +76,17 @@ def start_head(head: LinearHead, mean: np.ndarray, scale: np.ndarray) -> np.ndar
     return np.concatenate([w[:, :d], per_share * scale, bias[:, None]], axis=1)
 
 
+def site_means(base_means: np.ndarray, embeddings: np.ndarray, labels: np.ndarray
+               ) -> np.ndarray:
+    """The stain check's reference for a calibrated model (C x D): each reviewed class's
+    mean embedding at the site, the base model's training mean for the other classes. The
+    site's later sessions are then measured against the site, not the training labs."""
+    means = base_means.astype(np.float32)
+    for c in np.unique(labels):
+        means[c] = embeddings[labels == c].mean(axis=0)
+    return means
+
+
 def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
              steps: int = 300) -> np.ndarray:
     """Head (C x D+1, bias last) minimising mean cross-entropy on embeddings `x` (N x D)
@@ -197,9 +208,14 @@ def calibrate_wbc(store: Store, sessions: list[str], model: Path, out: Path,
     cv = cross_validated_accuracy(x, y, w0, pull)
     per_class = dict(sorted(Counter(labels).items()))
     base = classifier.manifest
+    head = LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1], (COLOUR, mean, scale))
+    base_means = classifier.head.means()
+    if base_means is not None:
+        head = head.with_reference(site_means(base_means, x[:, 0, :base_means.shape[1]], y),
+                                   classifier.head.reference_distance)
     manifest = base.model_copy(update={
         "file": out.name,
-        "head": LinearHead.from_arrays(fitted[:, :-1], fitted[:, -1], (COLOUR, mean, scale)),
+        "head": head,
         "calibration": {"base_file": base.file, "base_sha256": base.sha256,
                         "base_calibration": base.calibration or None,
                         "sessions": ids, "reviewed_cells": len(y), "per_class": per_class,

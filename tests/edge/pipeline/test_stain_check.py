@@ -93,3 +93,21 @@ def test_too_few_cells_are_not_judged(models, tmp_path):
     assert report["differential"]["classified"] < MIN_CELLS
     assert report["stain"] is None
     assert "unlike the smears" not in stdout
+
+
+def test_a_calibrated_model_flags_a_drift_from_its_site(models, tmp_path):
+    _, ref = models
+    site = tmp_path / "site"
+    site.mkdir()
+    for path in (ref, manifest_path(ref)):
+        shutil.copy(path, site / path.name)
+    model = site / ref.name
+    classifier = Classifier(model)
+    calibration = {"base_sha256": classifier.manifest.sha256, "reviewed_cells": 50,
+                   "cross_validated_accuracy": 0.9}
+    manifest_path(model).write_text(classifier.manifest.model_copy(
+        update={"calibration": calibration}).model_dump_json(indent=2) + "\n")
+    _, _, report, stdout = _run(tmp_path, model, 30, "calibrated")
+    assert report["stain"]["unfamiliar"] is True
+    assert "stain looks unlike the smears the differential was calibrated on" in stdout
+    assert "calibrate again if the stain, objective or camera changed" in stdout

@@ -13,6 +13,7 @@ from edge.site.calibrate import (
     fit_head,
     predict,
     site_inputs,
+    site_means,
     start_head,
 )
 from edge.site.calibrate import logits as predict_logits
@@ -128,3 +129,13 @@ def test_calibrating_again_starts_from_the_same_logits_in_the_new_scaling():
     fresh = start_head(LinearHead.from_arrays(w[:, :d].astype(np.float32),
                                               b.astype(np.float32)), mean, scale)
     assert start.shape == fresh.shape == (3, d + f + 1) and not fresh[:, d:d + f].any()
+
+
+def test_the_site_reference_moves_reviewed_classes_only():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(4, 3)).astype(np.float32)
+    emb, labels = rng.normal(size=(6, 3)), np.array([0, 0, 2, 2, 2, 0])
+    means = site_means(base, emb, labels)
+    assert np.allclose(means[0], emb[labels == 0].mean(0))
+    assert np.allclose(means[2], emb[labels == 2].mean(0))
+    assert (means[[1, 3]] == base[[1, 3]]).all() and (base != means).any()

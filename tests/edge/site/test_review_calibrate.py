@@ -10,9 +10,10 @@ import cv2
 import pytest
 
 from edge.inference.classifier import Classifier
+from edge.inference.stain import MIN_CELLS
 from edge.storage import audit
 from edge.storage.store import Store
-from tests.conftest import needs_datasets, run_cli
+from tests.conftest import ROOT, needs_datasets, run_cli
 
 BASE_MODEL_NAME = "wbc-differential.onnx"
 
@@ -122,6 +123,15 @@ def test_review_then_calibrate_then_run_with_the_calibrated_model(site):
     rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in crops]
     said = model.probabilities(rgb).argmax(axis=1)
     assert (said == model.classes.index("lymphocyte")).mean() >= 0.8  # it learned the review
+    # the stain check of a calibrated model measures a session against the site's reviewed
+    # cells, not the training labs: these crops are the site, so they lie at its centre
+    base = Classifier(ROOT / "edge" / "models" / BASE_MODEL_NAME)
+    session = rgb * -(-MIN_CELLS // len(rgb))
+    assert manifest["head"]["reference_distance"] == base.head.reference_distance
+    at_site = model.stain_shift(model.embeddings(session))
+    from_training = base.stain_shift(base.embeddings(session))
+    assert at_site is not None and from_training is not None
+    assert at_site.distance < 0.05 < from_training.distance
 
     site_profile = tmp / "site.toml"
     site_profile.write_text(f"[classifiers]\nwbc = true\nwbc_model = '{out}'\n")
