@@ -5,7 +5,7 @@ inputs are scaled and carried consistently."""
 import numpy as np
 import pytest
 
-from edge.inference.colour import colour_features, histogram
+from edge.inference.colour import SIZE, colour_features, histogram
 from edge.inference.head import LinearHead
 from edge.site.calibrate import (
     cross_validated_accuracy,
@@ -90,10 +90,15 @@ def test_colour_histograms_are_shares_that_turning_does_not_change():
     h = histogram(crop)
     assert h.shape == (64,) and abs(h.sum() - 1) < 1e-6
     assert all((histogram(v) == h).all() for v in dihedral_views(crop))
-    white = np.full((8, 8, 3), 250, np.uint8)
+    white = np.full((16, 16, 3), 250, np.uint8)
     assert histogram(white)[-1] == 1.0  # every pixel in the brightest cell
     features = colour_features(crop, white)
-    assert (features[:64] == h).all() and features[-1] == 1.0
+    assert features.shape == (SIZE,) and (features[:64] == h).all()
+    assert features[127] == features[-1] == 1.0  # the graph's crop, whole and centre
+    dark_centre = white.copy()
+    dark_centre[4:12, 4:12] = 0  # a dark cell filling the centre: a quarter of the crop
+    centred = colour_features(dark_centre, dark_centre)
+    assert centred[0] == 0.25 and centred[128] == 1.0 and centred[128 + 63] == 0.0
 
 
 def test_a_head_with_colour_inputs_round_trips_and_refuses_a_wrong_size():

@@ -111,7 +111,7 @@ def test_review_then_calibrate_then_run_with_the_calibrated_model(site):
     assert cal["base_file"] == BASE_MODEL_NAME and "basophil" in cal["uncorrected_classes"]
     assert cal["command"].startswith("hemascope calibrate wbc")
     assert cal["features"] == manifest["head"]["features"] == "colour/1"
-    assert manifest["head"]["dim"] == 1280 + 128  # the embedding, then the colour histograms
+    assert manifest["head"]["dim"] == 1280 + 256  # the embedding, then the colour histograms
     assert model.calibrated and model.sha256 != manifest["sha256"]  # a digest of its own
     review, calibration = audit.recent(data, 2)
     assert (review.kind, review.details["session"], review.details["cells"]) == \
