@@ -1,9 +1,11 @@
-"""Benchmark: what per-crop dye normalisation (`edge.inference.dyes.normalise`) adds to the
-WBC differential's time per crop, on one thread.
+"""Benchmark: what per-crop dye normalisation (`edge.inference.dyes.normalise`) and a site
+calibration's colour histograms (`edge.inference.colour`) add to the WBC differential's time
+per crop, on one thread.
 
 The same real crops, prepared as the runner prepares them (128 px, RGB), are timed in
-alternating rounds: the classifier's graph alone, the normalisation alone, and both (as a
-`"stain": "dyes/2"` model runs). Each figure is the median over rounds of the per-crop median;
+alternating rounds: the classifier's graph alone, the normalisation alone, both (as a
+`"stain": "dyes/2"` model runs), and both with the colour histograms (as a site-calibrated
+model runs). Each figure is the median over rounds of the per-crop median;
 the ratio is the median of the per-round ratios, so the machine's drift falls on both sides.
 Run it on an idle machine (no training in the background):
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.inference.classifier import Classifier, resize_rgb, to_batch
+from edge.inference.colour import colour_features
 from edge.inference.dyes import normalise
 
 
@@ -58,11 +61,17 @@ def main() -> None:
     def both(crop: np.ndarray) -> None:
         graph(normalise(crop))
 
+    def calibrated(crop: np.ndarray) -> None:
+        stained = normalise(crop)
+        graph(stained)
+        colour_features(crop, stained)
+
     rounds = []
     for _ in range(args.rounds):
         row = {"graph_ms": _timed(graph, crops), "normalise_ms": _timed(normalise, crops),
-               "both_ms": _timed(both, crops)}
+               "both_ms": _timed(both, crops), "calibrated_ms": _timed(calibrated, crops)}
         row["ratio_both_to_graph"] = row["both_ms"] / row["graph_ms"]
+        row["ratio_calibrated_to_both"] = row["calibrated_ms"] / row["both_ms"]
         rounds.append(row)
     result = {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
     result.update(model=str(args.model), crops=len(crops), rounds=args.rounds, threads=1,
