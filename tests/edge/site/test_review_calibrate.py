@@ -139,6 +139,12 @@ def test_review_then_calibrate_then_run_with_the_calibrated_model(site):
     wbc = next(m for m in again["classifiers"] if m["role"] == "wbc")
     assert wbc["sha256"] == model.sha256
     assert wbc["calibration"]["base_sha256"] == cal["base_sha256"]
+    field, cell, _ = _cells(data, again["session_id"])[0]
+    overlay = tmp / "explained.png"
+    explained = run_cli("explain", again["session_id"][:8], str(field), "--cell", str(cell),
+                        "--out", str(overlay), "-p", str(site_profile), "--data-dir", str(data))
+    assert explained.returncode == 0, explained.stderr  # the site head, colours and all
+    assert cv2.imread(str(overlay)) is not None
     shown = run_cli("report", again["session_id"][:8], "-p", str(site_profile), "--data-dir",
                     str(data), "--json", str(tmp / "again.json"))
     assert "calibrated for this site on" in shown.stdout
