@@ -131,10 +131,13 @@ class Classifier:
     @property
     def sha256(self) -> str:
         """The digest of the model as it classifies: its file's sha256, or for a model
-        calibrated to a site (same file, new head) the sha256 of that and the head."""
+        calibrated to a site (same file, new head) the sha256 of that and the head (with its
+        colour inputs' method and scaling when it reads them)."""
         if not self.calibrated or self.head is None:
             return self.manifest.sha256
         text = f"{self.manifest.sha256}:{self.head.weights}:{self.head.bias}"
+        if self.head.features is not None:
+            text += f":{self.head.features}:{self.head.feature_mean}:{self.head.feature_scale}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def probabilities(self, images_rgb: list[np.ndarray]) -> np.ndarray:

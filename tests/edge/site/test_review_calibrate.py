@@ -10,6 +10,7 @@ import cv2
 import pytest
 
 from edge.inference.classifier import Classifier
+from edge.inference.head import LinearHead
 from edge.inference.stain import MIN_CELLS
 from edge.storage import audit
 from edge.storage.store import Store
@@ -113,6 +114,13 @@ def test_review_then_calibrate_then_run_with_the_calibrated_model(site):
     assert cal["features"] == manifest["head"]["features"] == "colour/1"
     assert manifest["head"]["dim"] == 1280 + 256  # the embedding, then the colour histograms
     assert model.calibrated and model.sha256 != manifest["sha256"]  # a digest of its own
+    rescaled = tmp / "site" / "rescaled.onnx"  # the same weights, another colour scaling
+    shutil.copy(out, rescaled)
+    colour_mean, colour_scale = model.head.feature_arrays()
+    head = LinearHead.from_arrays(*model.head.arrays(), ("colour/1", colour_mean, 2 * colour_scale))
+    rescaled.with_suffix(".json").write_text(model.manifest.model_copy(
+        update={"file": rescaled.name, "head": head}).model_dump_json())
+    assert Classifier(rescaled).sha256 != model.sha256
     review, calibration = audit.recent(data, 2)
     assert (review.kind, review.details["session"], review.details["cells"]) == \
         ("review.import", sid, len(cells))
