@@ -7,14 +7,14 @@ reviewed cells: the head is fitted to them exactly as `hemascope calibrate wbc` 
 their views; `--views 1`: the crops as they are, the method until session 10), and scored on
 the lab's other crops as they are (the head reads each crop's colour histograms beside its
 embedding, as the command's does; `--no-colour`: the embedding alone, the method until
-session 18). Also
-reported: the model before calibration, and the time to calibrate on 200 cells (fit and
-cross-validation, as the command does) on one thread.
+session 18). Also reported: the model before calibration, and the time to calibrate on 200
+cells (their embeddings and histograms, then the fit and cross-validation, as the command
+does) in one process.
 
-`--levers` also measures, with 50 reviewed cells, what might lift calibration beyond the
-shipped fit (none is shipped; docs/models/classifiers.md): the stain shift measured on the
-reviewed cells (their training class means minus their embeddings, applied to every crop
-before the fit), self-training on an unlabelled pool of the site's other crops (as a
+`--levers` also measures, with 50 reviewed cells, on the embedding alone (session 12's
+study), what might lift calibration beyond that fit (docs/models/classifiers.md): the stain
+shift measured on the reviewed cells (their training class means minus their embeddings,
+applied to every crop before the fit), self-training on an unlabelled pool of the site's other crops (as a
 calibration session's unreviewed cells), and the fit's ceiling with 300 and 600 reviewed
 cells. Every lever is scored on the same crops: neither reviewed nor in the pool.
 
