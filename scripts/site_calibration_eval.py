@@ -14,9 +14,9 @@ does) in one process.
 `--levers` also measures, with 50 reviewed cells, on the embedding alone (session 12's
 study), what might lift calibration beyond that fit (docs/models/classifiers.md): the stain
 shift measured on the reviewed cells (their training class means minus their embeddings,
-applied to every crop before the fit), self-training on an unlabelled pool of the site's other crops (as a
-calibration session's unreviewed cells), and the fit's ceiling with 300 and 600 reviewed
-cells. Every lever is scored on the same crops: neither reviewed nor in the pool.
+applied to every crop before the fit), self-training on an unlabelled pool of the site's
+other crops (as a calibration session's unreviewed cells), and the fit's ceiling with 300
+and 600 reviewed cells. Every lever is scored on the same crops: neither reviewed nor in the pool.
 
   D=../shared/datasets/classification
   python scripts/site_calibration_eval.py --pair runs/lolo-lisc/classifier.onnx $D/wbc-lisc \\
@@ -44,7 +44,7 @@ from edge.site.calibrate import (
     start_head,
     view_embeddings,
 )
-from training.classify_data import Source, load_pixels, read_class_folders
+from training.classify_data import Source, held_out_lab
 
 
 def levers(x: np.ndarray, y: np.ndarray, w0: np.ndarray, means: np.ndarray | None,
@@ -121,21 +121,12 @@ def main() -> None:
                               "limit": args.limit, "labs": {}}
     for model_path, spec in args.pair:
         classifier = Classifier(Path(model_path), threads=1)
-        lab = Source.parse(spec)
-        data = read_class_folders([Source(lab.path, "val", lab.zoom_out)], 0.2,
-                                  classifier.classes, skip_unknown=True)
-        items = data.split("all")
-        if args.limit and len(items) > args.limit:
-            keep = np.random.default_rng(42).permutation(len(items))[:args.limit]
-            items = [items[i] for i in sorted(keep)]
-        pixels = load_pixels(items, classifier.size, data.sources)
+        pixels, y = held_out_lab(spec, classifier.classes, classifier.size, args.limit)
         assert classifier.head is not None, f"{model_path} has no head"
         emb = view_embeddings(classifier, list(pixels))[:, :args.views].astype(np.float64)
         colours = classifier.colours(list(pixels)).astype(np.float64)
         w, b = classifier.head.arrays()
         w0 = np.concatenate([w, b[:, None]], axis=1).astype(np.float64)
-        y = np.array([it.label for it in items])
-
         row: dict[str, object] = {"model": Path(model_path).name, "images": len(y),
                                   "before": round(float((predict(w0, emb[:, 0]) == y).mean()), 4)}
         for n in args.cells:
@@ -159,8 +150,9 @@ def main() -> None:
         cross_validated_accuracy(x, y[sub], w_start)
         row["seconds_200"] = {"embeddings": round(t1 - t0, 2),
                               "fit_and_cross_validation": round(time.perf_counter() - t1, 2)}
-        out["labs"][lab.name] = row  # type: ignore[index]
-        print(lab.name, json.dumps(row))
+        name = Source.parse(spec).name
+        out["labs"][name] = row  # type: ignore[index]
+        print(name, json.dumps(row))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -25,20 +25,7 @@ import numpy as np
 from edge.inference.classifier import Classifier
 from edge.inference.stain import estimate
 from edge.site.calibrate import fit_views, site_inputs, site_means, start_head, view_embeddings
-from training.classify_data import Source, load_pixels, read_class_folders
-
-
-def crops(classifier: Classifier, spec: str, limit: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """A lab's crops (every split, a seeded sample of `limit` when given) and labels."""
-    lab = Source.parse(spec)
-    data = read_class_folders([Source(lab.path, "val", lab.zoom_out)], 0.2,
-                              classifier.classes, skip_unknown=True)
-    items = data.split("all")
-    if limit and len(items) > limit:
-        keep = np.random.default_rng(42).permutation(len(items))[:limit]
-        items = [items[i] for i in sorted(keep)]
-    return list(load_pixels(items, classifier.size, data.sources)), \
-        np.array([it.label for it in items])
+from training.classify_data import Source, held_out_lab
 
 
 def flagged(distances: list[float], reference: float) -> float:
@@ -63,12 +50,12 @@ def main() -> None:
         raise SystemExit(f"{args.model} has no stain reference: hemascope eval ... "
                          "--set-reference first")
     reference = head.reference_distance
-    site_pixels, site_y = crops(classifier, args.site, args.limit)
-    emb = view_embeddings(classifier, site_pixels).astype(np.float64)
-    colours = classifier.colours(site_pixels).astype(np.float64)
-    others = {Source.parse(spec).name: classifier.embeddings(crops(classifier, spec,
-                                                                   args.limit)[0])
-              for spec in args.other}
+    site_pixels, site_y = held_out_lab(args.site, classifier.classes, classifier.size,
+                                       args.limit)
+    emb = view_embeddings(classifier, list(site_pixels)).astype(np.float64)
+    colours = classifier.colours(list(site_pixels)).astype(np.float64)
+    others = {Source.parse(spec).name: classifier.embeddings(list(held_out_lab(
+        spec, classifier.classes, classifier.size, args.limit)[0])) for spec in args.other}
     rows = []
     for draw in range(args.draws):
         rng = np.random.default_rng(draw)

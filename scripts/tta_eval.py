@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.inference.classifier import Classifier
 from edge.inference.stain import estimate
-from training.classify_data import Source, load_pixels, read_class_folders
+from training.classify_data import held_out_lab
 
 D = Path("../shared/datasets/classification")
 LOLO = {"lolo-lisc": (["pbc-8class", "wbc-jtsc:zoom_out=1.8"], "wbc-lisc"),
@@ -31,12 +31,8 @@ LOLO = {"lolo-lisc": (["pbc-8class", "wbc-jtsc:zoom_out=1.8"], "wbc-lisc"),
 
 
 def _lab(model: Classifier, spec: str) -> tuple[np.ndarray, np.ndarray]:
-    src = Source.parse(str(D / spec))
-    data = read_class_folders([Source(src.path, "val", src.zoom_out)], 0.2, model.classes,
-                              skip_unknown=True)
-    items = data.split("all")
-    return (model.embeddings(list(load_pixels(items, model.size, data.sources))),
-            np.array([it.label for it in items]))
+    pixels, labels = held_out_lab(str(D / spec), model.classes, model.size)
+    return model.embeddings(list(pixels)), labels
 
 
 def _class_means(e: np.ndarray, y: np.ndarray, classes: int,

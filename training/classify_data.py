@@ -232,3 +232,18 @@ def load_pixels(items: list[LabelledImage], size: int, sources: list[Source] | N
         if dye_normalise:
             out[i] = normalise(out[i])
     return out
+
+
+def held_out_lab(spec: str, classes: list[str], size: int, limit: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Every crop of a lab scored as a lab a model never saw (PATH[:zoom_out=...], all its
+    images whatever its split; folders outside `classes` left out), prepared at `size` as
+    `load_pixels` does: (pixels, labels). `limit`: a seeded sample (seed 42) of that many."""
+    lab = Source.parse(spec)
+    data = read_class_folders([Source(lab.path, "val", lab.zoom_out)], 0.2, classes,
+                              skip_unknown=True)
+    items = data.split("all")
+    if limit and len(items) > limit:
+        keep = np.random.default_rng(42).permutation(len(items))[:limit]
+        items = [items[i] for i in sorted(keep)]
+    return load_pixels(items, size, data.sources), np.array([it.label for it in items])

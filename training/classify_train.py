@@ -73,7 +73,7 @@ class ClassifyTrainConfig:
     init: Path | None = None  # start from this checkpoint's weights (same arch and size)
     lab_adversary: float = 0.0  # weight of the reversed lab-adversary gradient (0: off)
     lab_align: float = 0.0  # weight of the gap between labs' mean embeddings of a class (0: off)
-    mixstyle: float = 0.0  # share of batches whose early features swap styles (0: off)
+    mixstyle: float = 0.0  # chance per batch and block that early features swap styles (0: off)
 
 
 def _device(name: str) -> torch.device:

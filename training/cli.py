@@ -171,11 +171,11 @@ def train_classify(
         "the lab's look. Needs two labs with classes in common. It scored worse on labs the "
         "model never saw (docs/models/classifiers.md).")] = 0.0,
     mixstyle: Annotated[float, typer.Option(
-        min=0, max=1, help="Share of training batches whose early feature maps swap "
-        "styles (MixStyle: each crop's per-channel mean and spread after blocks 2, 4 and 7 "
-        "mixed with another crop's; 0: off, 0.5 is the paper's): styles between and beyond "
-        "the training labs, in feature space. lite0 only; the exported model does not "
-        "contain it. It did not help on labs the model never saw "
+        min=0, max=1, help="Chance, for each training batch and each of blocks 2, 4 and 7, "
+        "that the block's feature maps swap styles (MixStyle: each crop's per-channel mean "
+        "and spread mixed with another crop's; 0: off, 0.5 is the paper's): styles "
+        "between and beyond the training labs, in feature space. lite0 only; the exported "
+        "model does not contain it. It did not help on labs the model never saw "
         "(docs/models/classifiers.md).")] = 0.0,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "

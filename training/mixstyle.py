@@ -1,8 +1,9 @@
 """MixStyle (Zhou et al., ICLR 2021): new "labs" made in feature space while training.
 
 A lab's stain, optics and camera show in the early feature maps' per-channel mean and
-spread (their "style"). With probability `p` per batch, after each of a few early blocks,
-every crop's feature maps are re-styled with a mix of its own and another crop's style
+spread (their "style"). After each of a few early blocks, with probability `p` for that
+block and batch (drawn anew for each block, as the paper's layers do), every crop's feature
+maps are re-styled with a mix of its own and another crop's style
 (weights from Beta(alpha, alpha)); what the maps show (their normalised pattern) is kept.
 The network sees styles between and beyond its training labs and cannot use one lab's look
 for a class. Training-only: the exported graph has no trace of it.

@@ -70,7 +70,7 @@ def start_head(head: LinearHead, mean: np.ndarray, scale: np.ndarray) -> np.ndar
     old = head.feature_arrays()
     if old is None:
         return np.concatenate([w, np.zeros((len(w), len(mean))), b[:, None]], axis=1)
-    d = w.shape[1] - len(old[0])
+    d = head.embedding_dim
     per_share = w[:, d:] / old[1]  # the weight of one unit of each raw colour share
     bias = b + per_share @ (mean - old[0])
     return np.concatenate([w[:, :d], per_share * scale, bias[:, None]], axis=1)
