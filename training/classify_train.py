@@ -38,6 +38,7 @@ from training.lab_invariance import LabAdversary, class_mean_gap, ramp, shared_c
 from training.mixstyle import MixStyle, attach
 from training.provenance import Segments
 from training.stain_mix import StainBank
+from training.unlabelled import consistency_loss, load_unlabelled
 
 CHECKPOINT_FORMAT = "hemascope-classifier/1"
 
@@ -74,6 +75,7 @@ class ClassifyTrainConfig:
     lab_adversary: float = 0.0  # weight of the reversed lab-adversary gradient (0: off)
     lab_align: float = 0.0  # weight of the gap between labs' mean embeddings of a class (0: off)
     mixstyle: float = 0.0  # chance per batch and block that early features swap styles (0: off)
+    unlabelled: Path | None = None  # other clinics' white-cell crops, for consistency (FixMatch)
 
 
 def _device(name: str) -> torch.device:
@@ -152,6 +154,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         raise HemascopeError(f"nothing to resume: {last} does not exist",
                              "start the run without --resume")
     bank = StainBank(cfg.stain_bank) if cfg.stain_bank is not None else None
+    unlabelled = (load_unlabelled(cfg.unlabelled, cfg.imgsz) if cfg.unlabelled is not None
+                  else None)
     data = read_class_folders(cfg.sources, cfg.val_fraction, cfg.classes or None)
     if not data.split("val"):
         raise HemascopeError("no validation images: every source is split=train",
@@ -203,7 +207,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     meta = {"format": CHECKPOINT_FORMAT, "task": "classify", "classes": data.classes,
             "imgsz": cfg.imgsz, "arch": cfg.arch,
             "stain": DYES if cfg.dye_normalise else "as-is", "lab_adversary": cfg.lab_adversary,
-            "lab_align": cfg.lab_align, "mixstyle": cfg.mixstyle}
+            "lab_align": cfg.lab_align, "mixstyle": cfg.mixstyle,
+            "unlabelled": str(cfg.unlabelled or "")}
     if resume:
         state = torch.load(last, weights_only=True, map_location="cpu")
         if state["epoch"] + 1 >= cfg.epochs:
@@ -214,8 +219,9 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
             raise HemascopeError(f"the run in {cfg.out} trained on crops normalised as "
                                  f"{state.get('stain', 'as-is')!r}, this command as "
                                  f"{meta['stain']!r}", "start a new run with another --out")
-        for option in ("lab_adversary", "lab_align", "mixstyle"):
-            if state.get(option, 0.0) != meta[option]:
+        for option, off in (("lab_adversary", 0.0), ("lab_align", 0.0), ("mixstyle", 0.0),
+                            ("unlabelled", "")):
+            if state.get(option, off) != meta[option]:
                 raise HemascopeError(
                     f"the run in {cfg.out} trained with --{option.replace('_', '-')} "
                     f"{state.get(option, 0.0)}, this command with {meta[option]}",
@@ -235,7 +241,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
         model.train()
         if mixstyle is not None:  # its draws depend on the epoch only, so --resume repeats them
             mixstyle.rng = np.random.default_rng([cfg.seed, epoch])
-        t0, total, lab_total, gap_total = time.time(), 0.0, 0.0, 0.0
+        t0, total, lab_total, gap_total, sure_total = time.time(), 0.0, 0.0, 0.0, 0.0
         order = torch.multinomial(draw, epoch_size, replacement=True, generator=gen)
         for i in range(0, len(order), cfg.batch):
             idx = order[i:i + cfg.batch]
@@ -254,6 +260,15 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
                 gap = class_mean_gap(emb, y, labs[idx].to(device), shared)
                 loss = loss + cfg.lab_align * gap
                 gap_total += gap.item() * len(idx)
+            if unlabelled is not None:
+                u = unlabelled[torch.randint(len(unlabelled), (len(idx),), generator=gen)]
+                u = u.permute(0, 3, 1, 2).float() / 255.0
+                weak = geometric_jitter(u, gen, cfg.shift)
+                weak = dye_normalised(weak) if cfg.dye_normalise else weak
+                u_loss, sure = consistency_loss(model, weak.to(device),
+                                                augment(u, cfg, gen, bank).to(device))
+                loss = loss + u_loss
+                sure_total += sure * len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -267,6 +282,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
             row["lab_loss"] = lab_total / len(order)
         if cfg.lab_align > 0:  # the labs' class-mean gap in units of the batch variance
             row["lab_gap"] = gap_total / len(order)
+        if unlabelled is not None:  # share of unlabelled crops whose guess was a target
+            row["unlabelled_sure"] = sure_total / len(order)
         history.append(row)
         log.write(json.dumps(row) + "\n")
         log.flush()
@@ -286,6 +303,8 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     if cfg.init is not None:
         config["init_sha256"] = file_sha256(cfg.init)
+    if unlabelled is not None:
+        config["unlabelled_crops"] = len(unlabelled)
     if bank is not None:
         config["stain_bank_sha256"] = bank.sha256
         config["stain_bank_sources"] = bank.sources

@@ -177,6 +177,12 @@ def train_classify(
         "between and beyond the training labs, in feature space. lite0 only; the exported "
         "model does not contain it. It did not help on labs the model never saw "
         "(docs/models/classifiers.md).")] = 0.0,
+    unlabelled: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="A folder of unlabelled white-cell crops from other clinics "
+        "(python scripts/unlabelled_crops.py): each batch also draws as many of them, and "
+        "the network's sure guess (p >= 0.95) on a lightly turned view of each becomes the "
+        "target of its fully augmented view (FixMatch), so a cell gets one answer whatever "
+        "its stain. Their types are never read. About doubles the time per epoch.")] = None,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,
@@ -222,7 +228,7 @@ def train_classify(
                               resolution_jitter=resolution_jitter,
                               scale_jitter=scale_jitter, threads=threads, seed=seed,
                               init=init, lab_adversary=lab_adversary, lab_align=lab_align,
-                              mixstyle=mixstyle)
+                              mixstyle=mixstyle, unlabelled=unlabelled)
 
     def progress(epoch: int, total: int, row: dict) -> None:
         typer.echo(f"epoch {epoch}/{total}: loss {row['loss']:.3f}, val accuracy "
