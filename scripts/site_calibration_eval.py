@@ -7,9 +7,10 @@ reviewed cells: the head is fitted to them exactly as `hemascope calibrate wbc` 
 their views; `--views 1`: the crops as they are, the method until session 10), and scored on
 the lab's other crops as they are (the head reads each crop's colour histograms beside its
 embedding, as the command's does; `--no-colour`: the embedding alone, the method until
-session 18). Also reported: the model before calibration, and the time to calibrate on 200
-cells (their embeddings and histograms, then the fit and cross-validation, as the command
-does) in one process.
+session 18; `--embedding-pull P`: the base head's weights and biases pulled towards it P
+times as hard as the colour weights, session 19's study). Also reported: the model before
+calibration, and the time to calibrate on 200 cells (their embeddings and histograms, then
+the fit and cross-validation, as the command does) in one process.
 
 `--levers` also measures, with 50 reviewed cells, on the embedding alone (session 12's
 study), what might lift calibration beyond that fit (docs/models/classifiers.md): the stain
@@ -36,6 +37,7 @@ import numpy as np
 from edge.inference.classifier import Classifier
 from edge.inference.head import softmax
 from edge.site.calibrate import (
+    DEFAULT_PULL,
     cross_validated_accuracy,
     fit_views,
     logits,
@@ -84,7 +86,8 @@ def levers(x: np.ndarray, y: np.ndarray, w0: np.ndarray, means: np.ndarray | Non
 
 
 def calibrated(classifier: Classifier, emb: np.ndarray, colours: np.ndarray, y: np.ndarray,
-               train: np.ndarray, test: np.ndarray, colour: bool = True) -> float:
+               train: np.ndarray, test: np.ndarray, colour: bool = True,
+               embedding_pull: float | None = None) -> float:
     """Accuracy on the `test` crops (as they are) of the head fitted on the `train` crops'
     views as the command fits it (colour inputs scaled over those crops), or on their
     embeddings alone."""
@@ -95,7 +98,11 @@ def calibrated(classifier: Classifier, emb: np.ndarray, colours: np.ndarray, y: 
         return float((predict(fit_views(emb[train], y[train], w0), emb[test, 0])
                       == y[test]).mean())
     x, mean, scale = site_inputs(emb[train], colours[train])
-    fitted = fit_views(x, y[train], start_head(classifier.head, mean, scale))
+    pull: float | np.ndarray = DEFAULT_PULL
+    if embedding_pull is not None:
+        pull = np.full(x.shape[2] + 1, embedding_pull)
+        pull[emb.shape[2]:-1] = DEFAULT_PULL
+    fitted = fit_views(x, y[train], start_head(classifier.head, mean, scale), pull)
     scored = np.concatenate([emb[test, 0], (colours[test] - mean) / scale], axis=1)
     return float((predict(fitted, scored) == y[test]).mean())
 
@@ -110,6 +117,9 @@ def main() -> None:
                     help="views of each reviewed crop the head is fitted on")
     ap.add_argument("--no-colour", action="store_true",
                     help="fit on the embedding alone (calibration until session 18)")
+    ap.add_argument("--embedding-pull", type=float, metavar="P",
+                    help="pull the base head's weights on the embedding, and its biases, by P "
+                         "(the colour weights by the command's pull, 1)")
     ap.add_argument("--levers", action="store_true",
                     help="also measure the stain-shift, self-training and ceiling levers")
     ap.add_argument("--limit", type=int, default=0,
@@ -118,6 +128,7 @@ def main() -> None:
     args = ap.parse_args()
     out: dict[str, object] = {"cells": args.cells, "draws": args.draws, "views": args.views,
                               "colour": not args.no_colour,
+                              "embedding_pull": args.embedding_pull,
                               "limit": args.limit, "labs": {}}
     for model_path, spec in args.pair:
         classifier = Classifier(Path(model_path), threads=1)
@@ -134,7 +145,8 @@ def main() -> None:
             for seed in range(args.draws):
                 pick = np.random.default_rng(seed).permutation(len(y))
                 scores.append(calibrated(classifier, emb, colours, y, pick[:n], pick[n:],
-                                         colour=not args.no_colour))
+                                         colour=not args.no_colour,
+                                         embedding_pull=args.embedding_pull))
             row[f"after_{n}"] = {"mean": round(float(np.mean(scores)), 4),
                                  "min": round(float(np.min(scores)), 4)}
         if args.levers:

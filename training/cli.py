@@ -180,7 +180,7 @@ def train_classify(
     unlabelled: Annotated[Path | None, typer.Option(
         metavar="DIR", help="A folder of unlabelled white-cell crops from other clinics "
         "(python scripts/unlabelled_crops.py): each batch also draws as many of them, and "
-        "the network's sure guess (p >= 0.95) on a lightly turned view of each becomes the "
+        "the network's sure guess (p >= 0.8) on a lightly turned view of each becomes the "
         "target of its fully augmented view (FixMatch), so a cell gets one answer whatever "
         "its stain. Their types are never read. About doubles the time per epoch.")] = None,
     resolution_jitter: Annotated[bool, typer.Option(

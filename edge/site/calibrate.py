@@ -87,10 +87,11 @@ def site_means(base_means: np.ndarray, embeddings: np.ndarray, labels: np.ndarra
     return means
 
 
-def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray, pull: float = DEFAULT_PULL,
-             steps: int = 300) -> np.ndarray:
+def fit_head(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
+             pull: float | np.ndarray = DEFAULT_PULL, steps: int = 300) -> np.ndarray:
     """Head (C x D+1, bias last) minimising mean cross-entropy on embeddings `x` (N x D)
-    plus pull / N * ||W - W0||^2 / 2, by Adam from W0."""
+    plus sum(pull * (W - W0)^2) / 2N, by Adam from W0; `pull` is one weight or one per input
+    column (D+1, the bias last)."""
     n = len(x)
     xb = np.concatenate([x, np.ones((n, 1))], axis=1).astype(np.float64)
     onehot = np.eye(len(w0))[labels]
@@ -115,7 +116,7 @@ def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def fit_views(x: np.ndarray, labels: np.ndarray, w0: np.ndarray,
-              pull: float = DEFAULT_PULL) -> np.ndarray:
+              pull: float | np.ndarray = DEFAULT_PULL) -> np.ndarray:
     """`fit_head` on every view of every cell: `x` is (N, V, D), one label per cell."""
     n, v, d = x.shape
     return fit_head(x.reshape(n * v, d), np.repeat(labels, v), w0, pull)

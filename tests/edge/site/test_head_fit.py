@@ -53,6 +53,14 @@ def test_a_strong_pull_keeps_the_base_head():
     assert np.abs(fit_head(x, y, w0, pull=0.0) - w0).max() > 0.1
 
 
+def test_each_input_can_have_its_own_pull():
+    w0, _, _, x, y = _world()
+    held = np.arange(x.shape[1] + 1) < x.shape[1] // 2  # the first half held, the rest free
+    moved = np.abs(fit_head(x, y, w0, pull=np.where(held, 1e6, 0.0)) - w0)
+    assert moved[:, held].max() < 1e-2
+    assert moved[:, ~held].max() > 0.1
+
+
 def test_cross_validation_is_below_the_training_fit_on_noisy_labels():
     w0, _, _, x, y = _world(seed=2)
     noisy = y.copy()
