@@ -51,7 +51,14 @@ def main() -> None:
     counts: Counter[str] = Counter()
     for image_path in track(sorted(args.dataset.glob("images/*/*")), description="fields"):
         label_file = args.dataset / "labels" / image_path.parent.name / f"{image_path.stem}.txt"
-        image = read_image(image_path)
+        try:
+            image = read_image(image_path)
+        except ValueError:
+            counts["fields unreadable"] += 1
+            continue
+        if not label_file.is_file():
+            counts["fields without a label file"] += 1
+            continue
         h, w = image.shape[:2]
         if (w, h) in excluded:
             counts["fields excluded by size"] += 1

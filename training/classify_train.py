@@ -224,7 +224,7 @@ def train_classifier(cfg: ClassifyTrainConfig, resume: bool = False,
             if state.get(option, off) != meta[option]:
                 raise HemascopeError(
                     f"the run in {cfg.out} trained with --{option.replace('_', '-')} "
-                    f"{state.get(option, 0.0)}, this command with {meta[option]}",
+                    f"{state.get(option, off)!r}, this command with {meta[option]!r}",
                     "resume with the run's own options")
         model.load_state_dict(state["model"])
         if adversary is not None and "adversary" in state:

@@ -182,7 +182,8 @@ def train_classify(
         "(python scripts/unlabelled_crops.py): each batch also draws as many of them, and "
         "the network's sure guess (p >= 0.8) on a lightly turned view of each becomes the "
         "target of its fully augmented view (FixMatch), so a cell gets one answer whatever "
-        "its stain. Their types are never read. About doubles the time per epoch.")] = None,
+        "its stain. Their types are never read. Epochs take about 2.3x as long. It scored "
+        "worse on labs the model never saw (docs/models/classifiers.md).")] = None,
     resolution_jitter: Annotated[bool, typer.Option(
         help="Randomly coarsen half the training images (up to 3.5x), as cheaper optics and "
         "cameras would.")] = True,

@@ -35,7 +35,14 @@ def load_unlabelled(folder: Path, size: int) -> torch.Tensor:
         raise HemascopeError(f"--unlabelled {folder}: no images there",
                              "cut them first: python scripts/unlabelled_crops.py DATASET "
                              "--out DIR")
-    return torch.from_numpy(np.stack([resize_rgb(read_image(p), size) for p in files]))
+    crops = []
+    for path in files:
+        try:
+            crops.append(resize_rgb(read_image(path), size))
+        except ValueError as exc:
+            raise HemascopeError(f"--unlabelled: {path} cannot be read ({exc})",
+                                 "remove or replace that file") from exc
+    return torch.from_numpy(np.stack(crops))
 
 
 def consistency_loss(model: torch.nn.Module, weak: torch.Tensor, strong: torch.Tensor

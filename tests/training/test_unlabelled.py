@@ -40,8 +40,13 @@ def test_only_sure_guesses_become_targets() -> None:
     assert consistency_loss(_Fixed(), weak, strong)[0].item() == pytest.approx(agreeing)
 
 
-def test_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_empty_folder_or_a_corrupt_crop_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HemascopeError, match="no images there"):
+        load_unlabelled(tmp_path, 32)
+    cv2.imwrite(str(tmp_path / "good.png"), np.zeros((40, 40, 3), np.uint8))
+    assert load_unlabelled(tmp_path, 32).shape == (1, 32, 32, 3)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(HemascopeError, match=r"broken\.png cannot be read"):
         load_unlabelled(tmp_path, 32)
 
 
