@@ -17,25 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import numpy as np
 from rich.progress import track
 
 from edge.capture.folder import read_image
 from edge.config import ClassifiersConfig
-from edge.core.detections import Detections
 from edge.inference.classifier import resize_rgb
 from edge.pipeline.scale import rbc_diameter
 from edge.pipeline.second_stage import WBC_IN_RBC_DIAMETERS, square_crop
+from training.evaluate import load_truth
 
 WBC_CLASS, RBC_CLASS = 0, 1  # TXL-PBC's data.yaml: WBC, RBC, Platelets
-
-
-def boxes(label_file: Path, width: int, height: int) -> Detections:
-    """A YOLO label file's boxes in pixel xyxy."""
-    rows = np.loadtxt(label_file, ndmin=2) if label_file.stat().st_size else np.zeros((0, 5))
-    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    return Detections(xyxy, rows[:, 0].astype(np.int64), np.ones(len(rows), np.float32))
 
 
 def main() -> None:
@@ -63,7 +54,7 @@ def main() -> None:
         if (w, h) in excluded:
             counts["fields excluded by size"] += 1
             continue
-        det = boxes(label_file, w, h)
+        det = load_truth(label_file, w, h)
         wbc = det.xyxy[det.class_id == WBC_CLASS]
         ruler = rbc_diameter(det, RBC_CLASS, (h, w))
         for k, box in enumerate(wbc):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.capture.folder import read_image
+from edge.capture.folder import IMAGE_SUFFIXES, read_image
 from edge.core.errors import HemascopeError
 from edge.inference.classifier import resize_rgb
 
@@ -23,13 +23,12 @@ from edge.inference.classifier import resize_rgb
 # unlabelled crops passed it in a first epoch).
 THRESHOLD = 0.8
 WEIGHT = 1.0  # of the unlabelled loss against the labelled one (FixMatch's lambda_u)
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def load_unlabelled(folder: Path, size: int) -> torch.Tensor:
     """(N, size, size, 3) uint8 crops of every image in `folder`, prepared as the
     classifier's input (`resize_rgb`)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES) \
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if folder.is_dir() else []
     if not files:
         raise HemascopeError(f"--unlabelled {folder}: no images there",
